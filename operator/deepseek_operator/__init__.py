@@ -1,0 +1,1 @@
+"""DeepSeek operator: spec -> plan -> manifests -> apply -> status."""

@@ -1,0 +1,182 @@
+"""A small synchronous Kubernetes client: server-side apply, get, delete, status patch.
+
+It speaks to REST paths directly (no discovery round-trips) for the handful of kinds the
+operator owns, through the official client's authenticated connection pool. 404 and 409 are
+answers, not failures: ``get`` returns None and ``delete`` is idempotent.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from typing import Any
+from urllib.parse import urlencode
+
+from kubernetes import client, config
+from kubernetes.client.exceptions import ApiException
+
+from deepseek_operator.api import GROUP, PLURAL, VERSION
+
+FIELD_MANAGER = "deepseek-operator"
+
+# apiVersion/kind -> plural; every kind the operator applies, reads or owns.
+PLURALS: dict[tuple[str, str], str] = {
+    ("v1", "ConfigMap"): "configmaps",
+    ("v1", "Service"): "services",
+    ("v1", "ServiceAccount"): "serviceaccounts",
+    ("v1", "Secret"): "secrets",
+    ("v1", "Pod"): "pods",
+    ("v1", "PersistentVolumeClaim"): "persistentvolumeclaims",
+    ("apps/v1", "Deployment"): "deployments",
+    ("policy/v1", "PodDisruptionBudget"): "poddisruptionbudgets",
+    ("autoscaling/v2", "HorizontalPodAutoscaler"): "horizontalpodautoscalers",
+    ("networking.k8s.io/v1", "NetworkPolicy"): "networkpolicies",
+    ("keda.sh/v1alpha1", "ScaledObject"): "scaledobjects",
+    ("monitoring.coreos.com/v1", "ServiceMonitor"): "servicemonitors",
+    (f"{GROUP}/{VERSION}", "DeepSeekDeployment"): PLURAL,
+}
+
+
+class KubeError(Exception):
+    """The API server failed in a way worth retrying (5xx, timeouts, conflicts)."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(f"{status}: {message}")
+        self.status = status
+
+
+class KindNotInstalled(KubeError):
+    """The API server does not serve this kind (its CRD, e.g. KEDA's, is not installed)."""
+
+
+def path(
+    api_version: str,
+    kind: str,
+    namespace: str,
+    name: str | None = None,
+    subresource: str | None = None,
+) -> str:
+    plural = PLURALS[(api_version, kind)]
+    base = "/api/v1" if api_version == "v1" else f"/apis/{api_version}"
+    out = f"{base}/namespaces/{namespace}/{plural}"
+    if name:
+        out += f"/{name}"
+    if subresource:
+        out += f"/{subresource}"
+    return out
+
+
+class Kube:
+    def __init__(self, api_client: client.ApiClient) -> None:
+        self.api = api_client
+
+    def _call(
+        self,
+        method: str,
+        url_path: str,
+        body: Any = None,
+        content_type: str = "application/json",
+        query: dict[str, str] | None = None,
+    ) -> dict[str, Any] | None:
+        headers = {"Accept": "application/json", "Content-Type": content_type}
+        full = url_path + ("?" + urlencode(query) if query else "")
+        params = self.api.param_serialize(
+            method, full, header_params=headers, auth_settings=["BearerToken"]
+        )
+        payload = json.dumps(body) if body is not None else None
+        try:
+            response = self.api.call_api(
+                params[0],
+                params[1],
+                header_params=params[2],
+                body=payload,
+                _request_timeout=(5, 30),
+            )
+            response.read()
+        except ApiException as exc:
+            if exc.status == 404:
+                if method == "GET" or method == "DELETE":
+                    return None
+                raise KindNotInstalled(404, _message(exc)) from exc
+            raise KubeError(exc.status or 0, _message(exc)) from exc
+        except Exception as exc:  # urllib3 timeouts and connection errors
+            raise KubeError(0, str(exc)) from exc
+        if response.status >= 400:
+            raise KubeError(response.status, (response.data or b"").decode(errors="replace")[:500])
+        return json.loads(response.data) if response.data else {}
+
+    def apply(self, obj: dict[str, Any]) -> dict[str, Any]:
+        """Server-side apply the whole object; we own every field we set."""
+        meta = obj["metadata"]
+        url = path(obj["apiVersion"], obj["kind"], meta["namespace"], meta["name"])
+        result = self._call(
+            "PATCH",
+            url,
+            obj,
+            "application/apply-patch+yaml",
+            {"fieldManager": FIELD_MANAGER, "force": "true"},
+        )
+        assert result is not None
+        return result
+
+    def get(self, api_version: str, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
+        return self._call("GET", path(api_version, kind, namespace, name))
+
+    def list(
+        self,
+        api_version: str,
+        kind: str,
+        namespace: str,
+        label_selector: str,
+    ) -> list[dict[str, Any]]:
+        result = self._call(
+            "GET", path(api_version, kind, namespace), query={"labelSelector": label_selector}
+        )
+        return list((result or {}).get("items") or [])
+
+    def delete(self, api_version: str, kind: str, namespace: str, name: str) -> None:
+        try:
+            self._call(
+                "DELETE",
+                path(api_version, kind, namespace, name),
+                {"propagationPolicy": "Background"},
+            )
+        except KindNotInstalled:
+            return
+
+    def version(self) -> str:
+        info = self._call("GET", "/version") or {}
+        return str(info.get("gitVersion", "unknown"))
+
+    def patch_status(self, namespace: str, name: str, status: dict[str, Any]) -> None:
+        url = path(f"{GROUP}/{VERSION}", "DeepSeekDeployment", namespace, name, "status")
+        try:
+            self._call("PATCH", url, {"status": status}, "application/merge-patch+json")
+        except KindNotInstalled:
+            return  # the resource was deleted meanwhile
+
+
+def _message(exc: ApiException) -> str:
+    try:
+        return str(json.loads(exc.body or "").get("message"))
+    except (TypeError, ValueError, AttributeError):
+        return str(exc.reason)
+
+
+_lock = threading.Lock()
+_kube: Kube | None = None
+
+
+def kube() -> Kube:
+    """One client per process, configured in-cluster or from KUBECONFIG."""
+    global _kube
+    with _lock:
+        if _kube is None:
+            configuration = client.Configuration()
+            try:
+                config.load_incluster_config(client_configuration=configuration)
+            except config.ConfigException:
+                config.load_kube_config(client_configuration=configuration)
+            configuration.connection_pool_maxsize = 32
+            _kube = Kube(client.ApiClient(configuration))
+        return _kube

@@ -1,0 +1,208 @@
+"""Desired vs actual, level-based: the only place that decides what to write to the cluster.
+
+``reconcile`` is called on create, resume, update and by the drift timer: it validates the
+spec, plans GPUs, applies every child whole (server-side apply, so a second run is a no-op and
+a restart is harmless), removes optional children that are no longer wanted, and writes status.
+Bad input never touches the children: it becomes ``Ready=False, reason SpecInvalid``.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import ValidationError
+
+from deepseek_operator import status as st
+from deepseek_operator.api import API_VERSION, KIND, DeepSeekDeploymentSpec, parse_spec
+from deepseek_operator.api import error_fields as spec_errors
+from deepseek_operator.kube import KindNotInstalled, Kube
+from deepseek_operator.manifests import Target, children, endpoint
+from deepseek_operator.sizing import SizingError, plan_for_spec
+
+log = logging.getLogger(__name__)
+
+# Children that exist only for some specs; anything here but not desired is deleted.
+OPTIONAL_KINDS = [
+    ("autoscaling/v2", "HorizontalPodAutoscaler"),
+    ("keda.sh/v1alpha1", "ScaledObject"),
+    ("monitoring.coreos.com/v1", "ServiceMonitor"),
+]
+
+
+@dataclass(slots=True)
+class Outcome:
+    """What a reconcile did, for the handler to log and to post as events."""
+
+    valid: bool
+    message: str
+    warnings: list[str] = field(default_factory=list)
+    status: dict[str, Any] = field(default_factory=dict)
+
+
+def owner_reference(body: dict[str, Any]) -> dict[str, Any]:
+    meta = body["metadata"]
+    return {
+        "apiVersion": API_VERSION,
+        "kind": KIND,
+        "name": meta["name"],
+        "uid": meta["uid"],
+        "controller": True,
+        "blockOwnerDeletion": True,
+    }
+
+
+def owner_name(child: dict[str, Any]) -> str | None:
+    for ref in (child.get("metadata") or {}).get("ownerReferences") or []:
+        if ref.get("kind") == KIND and ref.get("apiVersion", "").startswith("deepseek.ai/"):
+            return str(ref["name"])
+    return None
+
+
+def validate(body: dict[str, Any]) -> tuple[Target | None, list[str], str]:
+    """(target, problems, field) — the target is None when the spec cannot be served."""
+    meta = body["metadata"]
+    try:
+        spec: DeepSeekDeploymentSpec = parse_spec(body.get("spec") or {})
+    except ValidationError as exc:
+        problems = spec_errors(exc)
+        return None, problems, problems[0].split(":", 1)[0]
+    try:
+        plan = plan_for_spec(spec)
+    except SizingError as exc:
+        return None, [f"{exc.field_path}: {exc}"], exc.field_path
+    return Target(meta["name"], meta["namespace"], spec, plan), [], ""
+
+
+def reconcile(kube: Kube, body: dict[str, Any]) -> Outcome:
+    meta = body["metadata"]
+    name, namespace = meta["name"], meta["namespace"]
+    generation = meta.get("generation")
+    old = body.get("status") or {}
+    target, problems, _field = validate(body)
+    if target is None:
+        message = "; ".join(problems)
+        invalid = {
+            "phase": "Failed",
+            "observedGeneration": generation,
+            "conditions": st.merge_conditions(
+                old.get("conditions") or [],
+                [st.condition(st.READY, False, "SpecInvalid", message, generation)],
+            ),
+        }
+        kube.patch_status(namespace, name, invalid)
+        return Outcome(False, message, status=invalid)
+
+    warnings: list[str] = []
+    deployment = None
+    owner = owner_reference(body)
+    for child in children(target):
+        child["metadata"]["ownerReferences"] = [owner]
+        try:
+            applied = kube.apply(child)
+        except KindNotInstalled:
+            warnings.append(
+                f"{child['kind']} ({child['apiVersion']}) is not served by this "
+                "cluster: install its CRDs (KEDA, prometheus-operator) or turn it off"
+            )
+            continue
+        if child["kind"] == "Deployment":
+            deployment = applied
+    wanted = {(c["apiVersion"], c["kind"]) for c in children(target)}
+    for api_version, kind in OPTIONAL_KINDS:
+        if (api_version, kind) not in wanted:
+            kube.delete(api_version, kind, namespace, name)
+
+    new_status = observe(kube, target, deployment, old, generation, warnings)
+    kube.patch_status(namespace, name, new_status)
+    summary = target.plan.summary() if target.plan else "GPU count given; model not sized"
+    return Outcome(True, summary, warnings, new_status)
+
+
+def observe(
+    kube: Kube,
+    target: Target,
+    deployment: dict[str, Any] | None,
+    old: dict[str, Any],
+    generation: int | None,
+    warnings: list[str] | None = None,
+) -> dict[str, Any]:
+    """The status a valid target has, given its live Deployment (and pods, for integrity)."""
+    fields, ready = st.from_deployment(deployment, generation)
+    conditions = [ready]
+    plan = target.plan
+    if plan is not None:
+        conditions.append(st.condition(st.GPU_PLANNED, True, "Planned", plan.summary(), generation))
+    else:
+        conditions.append(
+            st.condition(
+                st.GPU_PLANNED,
+                True,
+                "CountGiven",
+                f"{target.gpus} GPU(s) as set; the model is not in the "
+                "catalogue, so memory was not checked",
+                generation,
+            )
+        )
+    if target.spec.model.integrity is not None:
+        pods = kube.list("v1", "Pod", target.namespace, st.selector(target.name))
+        conditions.append(st.weights_verified(pods, generation))
+    keys = target.spec.security.api_keys
+    conditions.append(
+        st.condition(
+            st.AUTHENTICATED,
+            keys is not None,
+            "ApiKeys" if keys else "NoApiKeys",
+            f"API keys from Secret {keys.secret_name}"
+            if keys
+            else "no API keys: any pod the NetworkPolicy admits may call the model",
+            generation,
+        )
+    )
+    for text in warnings or []:
+        conditions.append(st.condition("Warning", True, "OptionalChildSkipped", text, generation))
+    return {
+        **fields,
+        "observedGeneration": generation,
+        "selector": st.selector(target.name),
+        "endpoint": endpoint(target.name, target.namespace, target.spec),
+        "gpus": target.gpus,
+        "gpuPlan": plan.status().wire() if plan else None,
+        "conditions": st.merge_conditions(
+            old.get("conditions") or [], conditions, keep_others=False
+        ),
+    }
+
+
+def refresh_status(
+    kube: Kube, body: dict[str, Any], deployment: dict[str, Any] | None = None
+) -> dict[str, Any] | None:
+    """Recompute status from the children without writing them; None when nothing changed."""
+    meta = body["metadata"]
+    target, _, _ = validate(body)
+    if target is None:
+        return None  # an invalid spec keeps its SpecInvalid status until the spec changes
+    if deployment is None:
+        deployment = kube.get("apps/v1", "Deployment", meta["namespace"], meta["name"])
+    old = body.get("status") or {}
+    new = observe(kube, target, deployment, old, meta.get("generation"))
+    if _same(old, new):
+        return None
+    kube.patch_status(meta["namespace"], meta["name"], new)
+    return new
+
+
+def _same(old: dict[str, Any], new: dict[str, Any]) -> bool:
+    return all(old.get(k) == v for k, v in new.items())
+
+
+def owner_of(kube: Kube, child: dict[str, Any]) -> dict[str, Any] | None:
+    """The live DeepSeekDeployment a child belongs to, unless it is gone or going."""
+    name = owner_name(child)
+    if name is None:
+        return None
+    owner = kube.get(API_VERSION, KIND, child["metadata"]["namespace"], name)
+    if owner is None or owner["metadata"].get("deletionTimestamp"):
+        return None
+    return owner

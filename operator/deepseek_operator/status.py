@@ -1,0 +1,147 @@
+"""Observed children -> the DeepSeekDeployment's status. Pure: the reconcile layer feeds it.
+
+Conditions follow metav1.Condition: ``lastTransitionTime`` moves only when ``status`` flips,
+so watching tools see real transitions, not every refresh.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from deepseek_operator.manifests import selector_labels
+
+READY = "Ready"
+GPU_PLANNED = "GpuPlanned"
+WEIGHTS_VERIFIED = "WeightsVerified"
+AUTHENTICATED = "Authenticated"
+
+
+def now() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def condition(
+    type_: str, status: bool | None, reason: str, message: str, generation: int | None
+) -> dict[str, Any]:
+    value = "Unknown" if status is None else ("True" if status else "False")
+    return {
+        "type": type_,
+        "status": value,
+        "reason": reason,
+        "message": message[:32000],
+        "observedGeneration": generation,
+    }
+
+
+def merge_conditions(
+    old: list[dict[str, Any]],
+    new: list[dict[str, Any]],
+    timestamp: str | None = None,
+    keep_others: bool = True,
+) -> list[dict[str, Any]]:
+    """New conditions replace old ones of the same type; other old types stay if keep_others."""
+    stamp = timestamp or now()
+    previous = {c.get("type"): c for c in old or []}
+    merged = {c["type"]: c for c in old or []} if keep_others else {}
+    for cond in new:
+        before = previous.get(cond["type"])
+        same = before is not None and before.get("status") == cond["status"]
+        when = before.get("lastTransitionTime") if same and before else None
+        merged[cond["type"]] = {**cond, "lastTransitionTime": when or stamp}
+    return [merged[k] for k in sorted(merged, key=_order)]
+
+
+def _order(type_: str) -> tuple[int, str]:
+    rank = {READY: 0, GPU_PLANNED: 1, WEIGHTS_VERIFIED: 2, AUTHENTICATED: 3}
+    return rank.get(type_, 9), type_
+
+
+def selector(name: str) -> str:
+    return ",".join(f"{k}={v}" for k, v in selector_labels(name).items())
+
+
+def from_deployment(
+    deployment: dict[str, Any] | None,
+    generation: int | None,
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(status fields, Ready condition) from the live Deployment."""
+    if deployment is None:
+        return (
+            {"phase": "Pending", "replicas": 0, "readyReplicas": 0, "ready": "0/0"},
+            condition(
+                READY, False, "DeploymentMissing", "the Deployment does not exist yet", generation
+            ),
+        )
+    desired = int((deployment.get("spec") or {}).get("replicas", 1) or 0)
+    st = deployment.get("status") or {}
+    replicas = int(st.get("replicas") or 0)
+    ready = int(st.get("readyReplicas") or 0)
+    updated = int(st.get("updatedReplicas") or 0)
+    fields = {"replicas": replicas, "readyReplicas": ready, "ready": f"{ready}/{desired}"}
+    rollout_done = updated >= desired and replicas == desired
+    if desired == 0:
+        return (
+            {**fields, "phase": "Ready"},
+            condition(READY, True, "ScaledToZero", "scaled to zero replicas", generation),
+        )
+    if ready >= desired and rollout_done:
+        return (
+            {**fields, "phase": "Ready"},
+            condition(READY, True, "Available", f"{ready}/{desired} replicas ready", generation),
+        )
+    why = _waiting_reason(st)
+    if ready > 0:
+        return (
+            {**fields, "phase": "Degraded" if rollout_done else "Progressing"},
+            condition(
+                READY,
+                True,
+                "PartiallyAvailable",
+                f"{ready}/{desired} replicas ready{why}",
+                generation,
+            ),
+        )
+    return (
+        {**fields, "phase": "Progressing" if replicas else "Pending"},
+        condition(READY, False, "ReplicasNotReady", f"0/{desired} replicas ready{why}", generation),
+    )
+
+
+def _waiting_reason(deployment_status: dict[str, Any]) -> str:
+    for cond in deployment_status.get("conditions") or []:
+        if cond.get("status") == "False" and cond.get("message"):
+            return f": {cond['message']}"
+    return ""
+
+
+def weights_verified(pods: list[dict[str, Any]], generation: int | None) -> dict[str, Any]:
+    """WeightsVerified from the verify-weights init container of the pods."""
+    for pod in pods:
+        for cs in (pod.get("status") or {}).get("initContainerStatuses") or []:
+            if cs.get("name") != "verify-weights":
+                continue
+            term = (cs.get("state") or {}).get("terminated") or (cs.get("lastState") or {}).get(
+                "terminated"
+            )
+            if term and term.get("exitCode", 0) != 0:
+                message = (term.get("message") or "weights differ from the manifest").strip()
+                return condition(WEIGHTS_VERIFIED, False, "WeightsTampered", message, generation)
+    verified = [
+        cs
+        for pod in pods
+        for cs in (pod.get("status") or {}).get("initContainerStatuses") or []
+        if cs.get("name") == "verify-weights"
+        and ((cs.get("state") or {}).get("terminated") or {}).get("exitCode") == 0
+    ]
+    if verified:
+        return condition(
+            WEIGHTS_VERIFIED,
+            True,
+            "ManifestMatched",
+            "every weight file matches the pinned SHA-256 manifest",
+            generation,
+        )
+    return condition(
+        WEIGHTS_VERIFIED, None, "Pending", "no pod has verified the weights yet", generation
+    )

@@ -1,0 +1,1 @@
+"""DeepSeek runtime: Triton + a torch engine with continuous batching."""

@@ -1,0 +1,1 @@
+"""The engine: a pure scheduler and a torch runner."""

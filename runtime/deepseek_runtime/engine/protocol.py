@@ -1,0 +1,123 @@
+"""The contract between the engine and its front doors (OpenAI HTTP, Triton). No torch here.
+
+Front doors build a `GenerationRequest`, iterate `Engine.generate(request)` and turn each
+`GenerationDelta` into their own wire format. Closing the iterator early (a client that went
+away) aborts the sequence and frees its slot. The engine is shared by every front door and
+every event loop: `generate` may be called from any asyncio loop in any thread.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol
+
+FinishReason = Literal["stop", "length", "abort", "content_filter"]
+
+
+class EngineError(Exception):
+    """Base class for errors a front door maps to an HTTP status."""
+
+    status_code = 500
+
+
+class QueueFullError(EngineError):
+    """The waiting queue is at its bound: answer 429 with Retry-After."""
+
+    status_code = 429
+
+    def __init__(self, message: str, retry_after_s: float = 1.0) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
+
+
+class PromptTooLongError(EngineError):
+    """Prompt plus max_tokens exceeds the model's context: answer 400."""
+
+    status_code = 400
+
+
+class InvalidRequestError(EngineError):
+    """Sampling parameters out of range: answer 400."""
+
+    status_code = 400
+
+
+class EngineShuttingDownError(EngineError):
+    """The engine is draining and takes no new work: answer 503."""
+
+    status_code = 503
+
+
+@dataclass(slots=True, frozen=True)
+class SamplingParams:
+    max_tokens: int = 256
+    temperature: float = 1.0  # 0 means greedy
+    top_p: float = 1.0
+    top_k: int = 0  # 0 means no top-k cut
+    seed: int | None = None
+    stop: tuple[str, ...] = ()
+    ignore_eos: bool = False
+
+    def __post_init__(self) -> None:
+        if self.max_tokens < 1:
+            raise InvalidRequestError("max_tokens must be at least 1")
+        if not 0.0 <= self.temperature <= 2.0:
+            raise InvalidRequestError("temperature must be between 0 and 2")
+        if not 0.0 < self.top_p <= 1.0:
+            raise InvalidRequestError("top_p must be in (0, 1]")
+        if self.top_k < 0:
+            raise InvalidRequestError("top_k must be >= 0")
+        if len(self.stop) > 16:
+            raise InvalidRequestError("at most 16 stop strings")
+
+
+@dataclass(slots=True, frozen=True)
+class GenerationRequest:
+    request_id: str
+    prompt_token_ids: tuple[int, ...]
+    params: SamplingParams = field(default_factory=SamplingParams)
+
+
+@dataclass(slots=True)
+class GenerationDelta:
+    """What one engine step produced for one request (tokens may be coalesced)."""
+
+    text: str
+    token_ids: list[int]
+    finish_reason: FinishReason | None
+    prompt_tokens: int
+    completion_tokens: int
+
+
+@dataclass(slots=True, frozen=True)
+class EngineStats:
+    waiting: int  # the HPA's queue gauge: requests admitted but not yet scheduled
+    running: int
+    max_running: int
+    kv_cache_usage: float  # 0..1 of the token budget the runner holds for KV
+
+
+class EngineObserver(Protocol):
+    """Hooks the metrics layer implements; the engine calls them from its own thread."""
+
+    def on_step(self, batch_size: int, prefill_tokens: int, decode_tokens: int) -> None: ...
+    def on_first_token(self, seconds_since_arrival: float) -> None: ...
+    def on_finish(
+        self,
+        prompt_tokens: int,
+        completion_tokens: int,
+        seconds_since_arrival: float,
+        finish_reason: FinishReason,
+    ) -> None: ...
+
+
+class Engine(Protocol):
+    model_name: str
+    max_model_len: int
+    tokenizer: Any  # a transformers tokenizer: encode, decode, apply_chat_template
+
+    def generate(self, request: GenerationRequest) -> AsyncIterator[GenerationDelta]: ...
+    def stats(self) -> EngineStats: ...
+    def is_ready(self) -> bool: ...
+    def shutdown(self, drain: bool = True, timeout_s: float = 30.0) -> None: ...

@@ -1,0 +1,148 @@
+"""The only code that runs the model: prefill and batched decode over one left-padded KV cache.
+
+The running sequences share one transformers DynamicCache whose rows are left-padded to a
+common length; a 2-D attention mask hides the padding and explicit position_ids give every
+row its own positions, which is exactly what `generate` does for a padded batch. New sequences
+prefill as their own left-padded batch and are then spliced into the running cache; finished
+ones are cut out (and all-padding columns trimmed). Each layer's cache is a [batch, heads,
+length, dim] tensor whatever the architecture (DeepseekV3's MLA stores its compressed latent
+and rope key as one "head"), so splicing only touches dims 0 and -2. This does not depend on
+transformers' paged continuous batching, which fails on MLA.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence as Seq
+
+import torch
+import torch.nn.functional as F
+from transformers import DynamicCache
+
+from deepseek_runtime.engine import sampling
+from deepseek_runtime.engine.scheduler import ScheduledBatch
+from deepseek_runtime.engine.sequence import Sequence
+
+
+class ModelRunner:
+    def __init__(self, model: torch.nn.Module, pad_token_id: int = 0, seed: int | None = None):
+        self.model = model.eval()
+        self.device = next(model.parameters()).device
+        self.pad_token_id = pad_token_id
+        self._rows: list[int] = []  # seq_id of each cache row
+        self._cache: DynamicCache | None = None
+        self._mask: torch.Tensor | None = None  # [rows, cache length], 1 = real token
+        self._generators: dict[int, torch.Generator | None] = {}
+        self._shared = torch.Generator(device=self.device)
+        if seed is None:
+            self._shared.seed()
+        else:
+            self._shared.manual_seed(seed)
+
+    @property
+    def num_rows(self) -> int:
+        return len(self._rows)
+
+    @property
+    def cache_shape(self) -> tuple[int, int]:
+        """(rows, padded length) of the running cache: what the decode step really computes."""
+        return (0, 0) if self._mask is None else (self._mask.shape[0], self._mask.shape[1])
+
+    @torch.inference_mode()
+    def run(self, batch: ScheduledBatch) -> list[int]:
+        if batch.prefill:
+            return self.prefill(batch.prefill)
+        return self.decode(batch.decode)
+
+    def prefill(self, seqs: Seq[Sequence]) -> list[int]:
+        longest = max(s.prompt_len for s in seqs)
+        input_ids = torch.full((len(seqs), longest), self.pad_token_id, dtype=torch.long)
+        mask = torch.zeros((len(seqs), longest), dtype=torch.long)
+        for row, seq in enumerate(seqs):
+            input_ids[row, longest - seq.prompt_len :] = torch.tensor(seq.prompt_token_ids)
+            mask[row, longest - seq.prompt_len :] = 1
+        mask = mask.to(self.device)
+        positions = (mask.cumsum(-1) - 1).clamp(min=0)
+        cache = DynamicCache(config=self.model.config)
+        logits = self._forward(input_ids.to(self.device), mask, positions, cache)
+        for seq in seqs:
+            self._generators[seq.seq_id] = sampling.make_generator(seq.params, self.device)
+        tokens = self._sample(logits, seqs)
+        self._splice_in([s.seq_id for s in seqs], cache, mask)
+        return tokens
+
+    def decode(self, seqs: Seq[Sequence]) -> list[int]:
+        if self._mask is None or self._cache is None:
+            raise RuntimeError("decode with no running sequences")
+        by_id = {s.seq_id: s for s in seqs}
+        if set(by_id) != set(self._rows):
+            raise RuntimeError("decode batch differs from the cache rows")
+        ordered = [by_id[seq_id] for seq_id in self._rows]
+        input_ids = torch.tensor([[s.last_token_id] for s in ordered], device=self.device)
+        # The new token's position is the number of real tokens already cached for its row.
+        positions = self._mask.sum(-1, keepdim=True)
+        self._mask = torch.cat([self._mask, self._mask.new_ones((len(ordered), 1))], dim=-1)
+        logits = self._forward(input_ids, self._mask, positions, self._cache)
+        by_row = dict(zip(self._rows, self._sample(logits, ordered), strict=True))
+        return [by_row[s.seq_id] for s in seqs]
+
+    def release(self, seq_ids: Seq[int]) -> None:
+        """Cut finished or aborted sequences out of the cache (unknown ids are ignored)."""
+        gone = set(seq_ids) & set(self._rows)
+        for seq_id in seq_ids:
+            self._generators.pop(seq_id, None)
+        if not gone or self._mask is None or self._cache is None:
+            return
+        keep = [i for i, seq_id in enumerate(self._rows) if seq_id not in gone]
+        self._rows = [self._rows[i] for i in keep]
+        if not keep:
+            self._cache, self._mask = None, None
+            return
+        mask = self._mask[keep]
+        # Columns that are padding in every remaining row cost compute and hide nothing.
+        start = int((mask.sum(0) > 0).nonzero()[0])
+        index = torch.tensor(keep, device=self.device)
+        for layer in self._cache.layers:
+            layer.keys = layer.keys.index_select(0, index)[..., start:, :]
+            layer.values = layer.values.index_select(0, index)[..., start:, :]
+        self._mask = mask[:, start:]
+
+    def _forward(
+        self,
+        input_ids: torch.Tensor,
+        mask: torch.Tensor,
+        positions: torch.Tensor,
+        cache: DynamicCache,
+    ) -> torch.Tensor:
+        out = self.model(
+            input_ids=input_ids,
+            attention_mask=mask,
+            position_ids=positions,
+            past_key_values=cache,
+            use_cache=True,
+            logits_to_keep=1,
+        )
+        return out.logits[:, -1, :]
+
+    def _sample(self, logits: torch.Tensor, seqs: Seq[Sequence]) -> list[int]:
+        generators = [self._generators.get(s.seq_id) for s in seqs]
+        return sampling.sample(logits, [s.params for s in seqs], generators, self._shared)
+
+    def _splice_in(self, seq_ids: list[int], cache: DynamicCache, mask: torch.Tensor) -> None:
+        if self._cache is None or self._mask is None:
+            self._rows, self._cache, self._mask = list(seq_ids), cache, mask
+            return
+        length = max(self._mask.shape[1], mask.shape[1])
+        for old, new in zip(self._cache.layers, cache.layers, strict=True):
+            old.keys = torch.cat([_left_pad(old.keys, length), _left_pad(new.keys, length)])
+            old.values = torch.cat([_left_pad(old.values, length), _left_pad(new.values, length)])
+        self._mask = torch.cat([_left_pad_mask(self._mask, length), _left_pad_mask(mask, length)])
+        self._rows.extend(seq_ids)
+
+
+def _left_pad(x: torch.Tensor, length: int) -> torch.Tensor:
+    """Zero-pad dim -2 of a [batch, heads, len, dim] cache tensor on the left to `length`."""
+    return x if x.shape[-2] == length else F.pad(x, (0, 0, length - x.shape[-2], 0))
+
+
+def _left_pad_mask(mask: torch.Tensor, length: int) -> torch.Tensor:
+    return mask if mask.shape[1] == length else F.pad(mask, (length - mask.shape[1], 0))

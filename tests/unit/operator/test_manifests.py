@@ -1,0 +1,194 @@
+from __future__ import annotations
+
+from typing import Any
+
+import yaml
+from specs import cr
+
+from deepseek_operator.api import parse_spec
+from deepseek_operator.manifests import (
+    CONFIG_HASH_ANNOTATION,
+    QUEUE_METRIC,
+    Target,
+    children,
+    config_map,
+    deployment,
+    horizontal_pod_autoscaler,
+    network_policy,
+    pod_disruption_budget,
+    scaled_object,
+    service,
+    service_account,
+    service_monitor,
+)
+from deepseek_operator.sizing import plan_for_spec
+
+
+def target(**changes: Any) -> Target:
+    body = cr(**changes)
+    spec = parse_spec(body["spec"])
+    return Target("r1", "ai", spec, plan_for_spec(spec))
+
+
+def container(t: Target) -> dict[str, Any]:
+    return deployment(t)["spec"]["template"]["spec"]["containers"][0]
+
+
+def test_every_child_has_name_namespace_and_standard_labels() -> None:
+    for child in children(target(**{"monitoring.serviceMonitor": True})):
+        meta = child["metadata"]
+        assert meta["name"].startswith("r1") and meta["namespace"] == "ai"
+        assert meta["labels"]["app.kubernetes.io/managed-by"] == "deepseek-operator"
+        assert meta["labels"]["app.kubernetes.io/instance"] == "r1"
+
+
+def test_gpu_requests_equal_limits_and_follow_the_plan() -> None:
+    t = target(
+        **{
+            "model.name": "deepseek-ai/DeepSeek-R1-Distill-Llama-70B",
+            "quantization": "bf16",
+            "resources.gpu": {"product": "NVIDIA-H100-80GB-HBM3"},
+        }
+    )
+    res = container(t)["resources"]
+    assert res["requests"]["nvidia.com/gpu"] == res["limits"]["nvidia.com/gpu"] == "4"
+    pod = deployment(t)["spec"]["template"]["spec"]
+    assert pod["nodeSelector"]["nvidia.com/gpu.product"] == "NVIDIA-H100-80GB-HBM3"
+    assert {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"} in pod[
+        "tolerations"
+    ]
+
+
+def test_custom_gpu_resource_name() -> None:
+    t = target(**{"resources.gpu.resourceName": "nvidia.com/mig-3g.40gb"})
+    assert container(t)["resources"]["limits"]["nvidia.com/mig-3g.40gb"] == "1"
+
+
+def test_memory_backed_shm_model_volume_read_only() -> None:
+    pod = deployment(target())["spec"]["template"]["spec"]
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    assert volumes["dshm"]["emptyDir"]["medium"] == "Memory"
+    assert volumes["model"]["persistentVolumeClaim"] == {"claimName": "models", "readOnly": True}
+    mounts = {m["name"]: m for m in pod["containers"][0]["volumeMounts"]}
+    assert mounts["model"]["readOnly"] is True and mounts["dshm"]["mountPath"] == "/dev/shm"
+
+
+def test_pods_meet_the_restricted_pod_security_standard() -> None:
+    pod = deployment(target(**{"model.integrity": {"configMap": {"name": "m"}}}))["spec"][
+        "template"
+    ]["spec"]
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+    assert pod["automountServiceAccountToken"] is False
+    for c in pod["containers"] + pod["initContainers"]:
+        sc = c["securityContext"]
+        assert sc["allowPrivilegeEscalation"] is False
+        assert sc["capabilities"] == {"drop": ["ALL"]}
+        assert sc["runAsNonRoot"] is True and sc["readOnlyRootFilesystem"] is True
+    assert not any("hostPath" in v for v in pod["volumes"])
+
+
+def test_probes_hit_the_runtime_endpoints_and_switch_to_https_with_tls() -> None:
+    plain = container(target())
+    assert plain["readinessProbe"]["httpGet"]["path"] == "/ready"
+    assert plain["livenessProbe"]["httpGet"]["path"] == "/health"
+    assert (
+        plain["startupProbe"]["failureThreshold"] * plain["startupProbe"]["periodSeconds"] >= 1800
+    )
+    tls = container(target(**{"security": {"tls": {"secretName": "cert"}}}))
+    assert tls["readinessProbe"]["httpGet"]["scheme"] == "HTTPS"
+
+
+def test_config_hash_changes_with_the_spec_and_only_then() -> None:
+    def hash_of(t: Target) -> str:
+        return deployment(t)["spec"]["template"]["metadata"]["annotations"][CONFIG_HASH_ANNOTATION]
+
+    assert hash_of(target()) == hash_of(target())
+    assert hash_of(target()) != hash_of(target(**{"runtime": {"maxQueueLength": 10}}))
+
+
+def test_replicas_left_to_the_autoscaler_when_there_is_one() -> None:
+    assert "replicas" not in deployment(target())["spec"]
+    fixed = deployment(target(autoscaling=None, replicas=3))
+    assert fixed["spec"]["replicas"] == 3
+
+
+def test_hpa_scales_on_the_runtime_queue_gauge() -> None:
+    hpa = horizontal_pod_autoscaler(target())
+    assert hpa["apiVersion"] == "autoscaling/v2"
+    assert (hpa["spec"]["minReplicas"], hpa["spec"]["maxReplicas"]) == (1, 4)
+    metric = hpa["spec"]["metrics"][0]
+    assert metric["type"] == "Pods"
+    assert metric["pods"]["metric"]["name"] == QUEUE_METRIC == "deepseek_requests_waiting"
+    assert metric["pods"]["target"] == {"type": "AverageValue", "averageValue": "8"}
+    assert hpa["spec"]["behavior"]["scaleDown"]["stabilizationWindowSeconds"] == 300
+
+
+def test_keda_mode_makes_a_scaled_object_instead_of_an_hpa() -> None:
+    t = target(**{"autoscaling.mode": "keda"})
+    kinds = [c["kind"] for c in children(t)]
+    assert "ScaledObject" in kinds and "HorizontalPodAutoscaler" not in kinds
+    trigger = scaled_object(t)["spec"]["triggers"][0]
+    assert "deepseek_requests_waiting" in trigger["metadata"]["query"]
+    assert trigger["metadata"]["threshold"] == "8"
+
+
+def test_no_autoscaler_when_absent() -> None:
+    kinds = [c["kind"] for c in children(target(autoscaling=None))]
+    assert "HorizontalPodAutoscaler" not in kinds and "ScaledObject" not in kinds
+
+
+def test_service_exposes_openai_and_triton_ports() -> None:
+    ports = {p["name"]: p["port"] for p in service(target())["spec"]["ports"]}
+    assert ports == {"http": 8080, "triton-http": 8000, "triton-grpc": 8001}
+
+
+def test_pdb_and_service_account() -> None:
+    assert pod_disruption_budget(target())["spec"]["maxUnavailable"] == 1
+    assert service_account(target())["automountServiceAccountToken"] is False
+
+
+def test_network_policy_defaults_to_same_namespace_and_dns_only_egress() -> None:
+    policy = network_policy(target())["spec"]
+    assert policy["policyTypes"] == ["Ingress", "Egress"]
+    assert policy["ingress"][0]["from"] == [{"podSelector": {}}]
+    egress = policy["egress"]
+    assert len(egress) == 1 and {p["port"] for p in egress[0]["ports"]} == {53}
+
+
+def test_network_policy_admits_only_listed_peers() -> None:
+    peers = [{"namespaceSelector": {"matchLabels": {"team": "apps"}}}]
+    policy = network_policy(target(**{"security": {"allowFrom": peers}}))["spec"]
+    assert policy["ingress"][0]["from"] == peers
+    assert {"podSelector": {}} not in policy["ingress"][0]["from"]
+
+
+def test_config_map_carries_runtime_settings() -> None:
+    settings = yaml.safe_load(config_map(target())["data"]["runtime.yaml"])
+    assert settings["model"] == "/models/r1-7b"
+    assert settings["served_model_name"] == "deepseek-ai/DeepSeek-R1-Distill-Qwen-7B"
+    assert settings["quantization"] == "int8"
+    assert settings["host"] == "0.0.0.0"
+    assert settings["allow_unauthenticated"] is True
+    keyed = yaml.safe_load(
+        config_map(target(**{"security": {"apiKeys": {"secretName": "keys"}}}))["data"][
+            "runtime.yaml"
+        ]
+    )
+    assert "allow_unauthenticated" not in keyed
+    assert keyed["api_keys"].endswith("api-keys.yaml")
+
+
+def test_integrity_adds_a_verifying_init_container() -> None:
+    pod = deployment(target(**{"model.integrity": {"secret": {"name": "manifest"}}}))["spec"][
+        "template"
+    ]["spec"]
+    init = pod["initContainers"][0]
+    assert init["name"] == "verify-weights"
+    assert "verify-manifest" in init["command"]
+    assert any(v.get("secret", {}).get("secretName") == "manifest" for v in pod["volumes"])
+
+
+def test_service_monitor_scrapes_the_metrics_path() -> None:
+    sm = service_monitor(target(**{"monitoring.serviceMonitor": True}))
+    assert sm["spec"]["endpoints"][0]["path"] == "/metrics"
