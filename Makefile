@@ -83,3 +83,7 @@ bench: install control-plane ## benchmarks; tables land in bench/results/
 .PHONY: clean
 clean: cluster-down ## remove the venv and caches in the repository (not the Go build cache)
 	rm -rf $(VENV) .pytest_cache .ruff_cache .mypy_cache .run
+
+.PHONY: readme
+readme: install ## regenerate the README's CR reference and GPU sizing table from the code
+	$(PY) -c "import pathlib; from deepseek_operator.reference import refresh_readme; p = pathlib.Path('README.md'); p.write_text(refresh_readme(p.read_text()))"

@@ -171,7 +171,8 @@ def crd() -> dict[str, Any]:
                                     "description": "deepseek.ai/v1alpha1",
                                 },
                                 "kind": {"type": "string", "description": "DeepSeekDeployment"},
-                                "metadata": {"type": "object", "description": "Standard metadata."},
+                                # The API server allows nothing else on metadata.
+                                "metadata": {"type": "object"},
                                 "spec": spec_schema,
                                 "status": status_schema,
                             },

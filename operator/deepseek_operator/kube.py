@@ -8,6 +8,7 @@ answers, not failures: ``get`` returns None and ``delete`` is idempotent.
 from __future__ import annotations
 
 import json
+import os
 import threading
 from typing import Any
 from urllib.parse import urlencode
@@ -83,26 +84,22 @@ class Kube:
         params = self.api.param_serialize(
             method, full, header_params=headers, auth_settings=["BearerToken"]
         )
-        payload = json.dumps(body) if body is not None else None
+        # The REST client serialises dict bodies itself, for JSON and +yaml content types alike.
         try:
-            response = self.api.call_api(
-                params[0],
-                params[1],
-                header_params=params[2],
-                body=payload,
-                _request_timeout=(5, 30),
-            )
+            response = self.api.call_api(params[0], params[1], header_params=params[2],
+                                         body=body, _request_timeout=(5, 30))
             response.read()
+            status, data = response.status, response.data or b""
         except ApiException as exc:
-            if exc.status == 404:
-                if method == "GET" or method == "DELETE":
-                    return None
-                raise KindNotInstalled(404, _message(exc)) from exc
-            raise KubeError(exc.status or 0, _message(exc)) from exc
+            status, data = exc.status or 0, (exc.body or "").encode()
         except Exception as exc:  # urllib3 timeouts and connection errors
             raise KubeError(0, str(exc)) from exc
-        if response.status >= 400:
-            raise KubeError(response.status, (response.data or b"").decode(errors="replace")[:500])
+        if status == 404:
+            if method in ("GET", "DELETE"):
+                return None
+            raise KindNotInstalled(404, _message(data))
+        if status >= 400:
+            raise KubeError(status, _message(data))
         return json.loads(response.data) if response.data else {}
 
     def apply(self, obj: dict[str, Any]) -> dict[str, Any]:
@@ -156,11 +153,11 @@ class Kube:
             return  # the resource was deleted meanwhile
 
 
-def _message(exc: ApiException) -> str:
+def _message(data: bytes) -> str:
     try:
-        return str(json.loads(exc.body or "").get("message"))
+        return str(json.loads(data).get("message"))
     except (TypeError, ValueError, AttributeError):
-        return str(exc.reason)
+        return data.decode(errors="replace")[:500]
 
 
 _lock = threading.Lock()
@@ -176,7 +173,8 @@ def kube() -> Kube:
             try:
                 config.load_incluster_config(client_configuration=configuration)
             except config.ConfigException:
-                config.load_kube_config(client_configuration=configuration)
+                config.load_kube_config(config_file=os.environ.get("KUBECONFIG"),
+                                        client_configuration=configuration)
             configuration.connection_pool_maxsize = 32
             _kube = Kube(client.ApiClient(configuration))
         return _kube
