@@ -1,0 +1,146 @@
+"""The NetworkPolicy's meaning, checked by evaluating it as Kubernetes does.
+
+The local control plane has no CNI to enforce policies, so these tests evaluate the built
+object with the NetworkPolicy semantics (selectors, peers, ports; AND within a peer, OR across
+peers and rules) and also show that a broken policy is caught by the same checks.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+from typing import Any
+
+from specs import cr
+
+from deepseek_operator.api import parse_spec
+from deepseek_operator.manifests import Target, network_policy
+from deepseek_operator.sizing import plan_for_spec
+
+
+@dataclass
+class Pod:
+    namespace: str
+    labels: dict[str, str] = field(default_factory=dict)
+    namespace_labels: dict[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.namespace_labels.setdefault("kubernetes.io/metadata.name", self.namespace)
+
+
+def matches(selector: dict[str, Any] | None, labels: dict[str, str]) -> bool:
+    wanted = (selector or {}).get("matchLabels") or {}
+    return all(labels.get(k) == v for k, v in wanted.items())
+
+
+def peer_matches(peer: dict[str, Any], policy_ns: str, other: Pod) -> bool:
+    if "ipBlock" in peer:
+        return False  # pods are not addressed by CIDR here
+    ns_sel, pod_sel = peer.get("namespaceSelector"), peer.get("podSelector")
+    in_namespace = (
+        matches(ns_sel, other.namespace_labels)
+        if ns_sel is not None
+        else other.namespace == policy_ns
+    )
+    return in_namespace and (pod_sel is None or matches(pod_sel, other.labels))
+
+
+def admits(policy: dict[str, Any], target: Pod, source: Pod, port: int) -> bool:
+    spec = policy["spec"]
+    if target.namespace != policy["metadata"]["namespace"] or not matches(
+        spec["podSelector"], target.labels
+    ):
+        return True  # not selected: not isolated by this policy
+    for rule in spec.get("ingress") or []:
+        ports = rule.get("ports")
+        if ports and all(p["port"] != port for p in ports):
+            continue
+        peers = rule.get("from")
+        if not peers or any(peer_matches(p, target.namespace, source) for p in peers):
+            return True
+    return False
+
+
+def allows_egress(policy: dict[str, Any], source: Pod, dest: Pod, port: int) -> bool:
+    for rule in policy["spec"].get("egress") or []:
+        ports = rule.get("ports")
+        if ports and all(p["port"] != port for p in ports):
+            continue
+        peers = rule.get("to")
+        if not peers or any(peer_matches(p, source.namespace, dest) for p in peers):
+            return True
+    return False
+
+
+def build(**changes: Any) -> tuple[dict[str, Any], Pod]:
+    spec = parse_spec(cr(**changes)["spec"])
+    policy = network_policy(Target("r1", "ai", spec, plan_for_spec(spec)))
+    model_pod = Pod("ai", dict(policy["spec"]["podSelector"]["matchLabels"]))
+    return policy, model_pod
+
+
+NEIGHBOUR = Pod("ai", {"app": "chat-ui"})
+INTRUDER = Pod("internet-facing", {"app": "web"})
+APPS = Pod("apps", {"app": "backend"}, {"team": "apps"})
+PROMETHEUS = Pod("monitoring", {"app": "prometheus"})
+DNS = Pod("kube-system", {"k8s-app": "kube-dns"})
+
+
+def test_default_admits_only_the_same_namespace() -> None:
+    policy, model = build()
+    assert admits(policy, model, NEIGHBOUR, 8080)
+    assert admits(policy, model, NEIGHBOUR, 8001)
+    assert not admits(policy, model, INTRUDER, 8080)
+    assert not admits(policy, model, APPS, 8080)
+
+
+def test_allow_from_replaces_the_default() -> None:
+    policy, model = build(
+        security={"allowFrom": [{"namespaceSelector": {"matchLabels": {"team": "apps"}}}]}
+    )
+    assert admits(policy, model, APPS, 8080)
+    assert not admits(policy, model, INTRUDER, 8080)
+    assert not admits(policy, model, NEIGHBOUR, 8080)
+
+
+def test_namespace_and_pod_selector_in_one_peer_are_anded() -> None:
+    policy, model = build(
+        security={
+            "allowFrom": [
+                {
+                    "namespaceSelector": {"matchLabels": {"team": "apps"}},
+                    "podSelector": {"matchLabels": {"app": "frontend"}},
+                }
+            ]
+        }
+    )
+    assert not admits(policy, model, APPS, 8080)  # right namespace, wrong pod
+    assert admits(policy, model, Pod("apps", {"app": "frontend"}, {"team": "apps"}), 8080)
+
+
+def test_monitoring_reaches_metrics_ports_only() -> None:
+    policy, model = build()
+    assert admits(policy, model, PROMETHEUS, 8080)
+    assert admits(policy, model, PROMETHEUS, 8002)
+    assert not admits(policy, model, PROMETHEUS, 8001)
+
+
+def test_egress_is_dns_only() -> None:
+    policy, model = build()
+    assert allows_egress(policy, model, DNS, 53)
+    assert not allows_egress(policy, model, DNS, 443)
+    assert not allows_egress(policy, model, INTRUDER, 443)
+    assert not allows_egress(policy, model, NEIGHBOUR, 8080)
+    assert policy["spec"]["policyTypes"] == ["Ingress", "Egress"]
+
+
+def test_a_broken_policy_is_caught() -> None:
+    policy, model = build(
+        security={"allowFrom": [{"namespaceSelector": {"matchLabels": {"team": "apps"}}}]}
+    )
+    broken = copy.deepcopy(policy)
+    broken["spec"]["ingress"][0]["from"] = [{"namespaceSelector": {}}]  # every namespace
+    assert admits(broken, model, INTRUDER, 8080)
+    dropped_egress = copy.deepcopy(policy)
+    dropped_egress["spec"]["egress"] = [{}]  # allow all egress
+    assert allows_egress(dropped_egress, model, INTRUDER, 443)
