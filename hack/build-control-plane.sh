@@ -17,11 +17,13 @@ work="${DEEPSEEK_CACHE}/build"
 mkdir -p "$work"
 export GOFLAGS="-mod=mod" CGO_ENABLED=0 GOTOOLCHAIN=local
 
+built=0
 log() { printf '[build-control-plane] %s\n' "$*" >&2; }
 
 build_etcd() {
   [[ -x "$bin/etcd" ]] && return
   log "building etcd $ETCD_VERSION"
+  built=1
   # A wrapper module, because etcd's own go.mod has replace directives that `go install` refuses.
   local d="$work/etcd-$ETCD_VERSION"
   mkdir -p "$d" && cd "$d"
@@ -37,6 +39,7 @@ build_kubernetes() {
     [[ -x "$bin/$c" ]] || missing=1
   done
   ((missing)) || return 0
+  built=1
   log "building kube-apiserver, kube-controller-manager, kube-scheduler $K8S_VERSION (tens of minutes when cold)"
   local d="$work/kubernetes-$K8S_VERSION"
   mkdir -p "$d" && cd "$d"
@@ -81,14 +84,23 @@ GO
 build_kwok() {
   [[ -x "$bin/kwok" ]] && return
   log "building kwok $KWOK_VERSION"
+  built=1
   GOBIN="$bin" go install "sigs.k8s.io/kwok/cmd/kwok@$KWOK_VERSION"
 }
 
 build_helm() {
   [[ -x "$bin/helm" ]] && return
   log "building helm $HELM_VERSION"
-  GOBIN="$bin" go install -ldflags "-s -w -X helm.sh/helm/v3/internal/version.version=$HELM_VERSION" \
-    "helm.sh/helm/v3/cmd/helm@$HELM_VERSION"
+  built=1
+  # Without the k8sVersion flags `helm template` and `helm lint` assume Kubernetes v1.20 (helm's
+  # Makefile sets them the same way): charts with a kubeVersion constraint would not render.
+  local minor="${K8S_VERSION#v1.}"; minor="${minor%%.*}"
+  local ld="-s -w -X helm.sh/helm/v3/internal/version.version=$HELM_VERSION"
+  local pkg
+  for pkg in helm.sh/helm/v3/pkg/chartutil helm.sh/helm/v3/pkg/lint/rules; do
+    ld+=" -X $pkg.k8sVersionMajor=1 -X $pkg.k8sVersionMinor=$minor"
+  done
+  GOBIN="$bin" go install -ldflags "$ld" "helm.sh/helm/v3/cmd/helm@$HELM_VERSION"
 }
 
 # Small tools first: a failure in the long Kubernetes build should not hide them.
@@ -96,4 +108,6 @@ build_helm
 build_kwok
 build_etcd
 build_kubernetes
-log "ready in $bin"
+# Quiet when warm: callers (cluster-up, the test fixtures) run this every time.
+((built)) && log "ready in $bin"
+exit 0

@@ -524,20 +524,21 @@ def recorded_components(state: dict[str, Any]) -> Iterator[tuple[str, int, str]]
 
 
 def stop_pids(entries: list[tuple[str, int, str]], grace: float = STOP_GRACE_S) -> None:
-    """SIGTERM (newest first), then SIGKILL whatever outlives the grace period. A pid is only
-    signalled while its start time still matches the recorded one."""
-    live = [(name, pid, start) for name, pid, start in entries if process_start_time(pid) == start]
-    for _name, pid, _start in reversed(live):
+    """Newest first, one at a time: SIGTERM, then SIGKILL if it outlives the grace period. The
+    API server goes before etcd so that it can shut down cleanly instead of retrying a dead
+    store. A pid is only signalled while its start time still matches the recorded one."""
+    for name, pid, start in reversed(entries):
+        if process_start_time(pid) != start:
+            continue
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGTERM)
-    deadline = time.monotonic() + grace
-    while live and time.monotonic() < deadline:
-        live = [entry for entry in live if process_start_time(entry[1]) == entry[2]]
-        time.sleep(0.2)
-    for name, pid, _start in live:
-        log(f"{name} (pid {pid}) ignored SIGTERM for {grace:.0f}s; sending SIGKILL")
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGKILL)
+        deadline = time.monotonic() + grace
+        while process_start_time(pid) == start and time.monotonic() < deadline:
+            time.sleep(0.1)
+        if process_start_time(pid) == start:
+            log(f"{name} (pid {pid}) ignored SIGTERM for {grace:.0f}s; sending SIGKILL")
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
 
 
 def down(run_dir: Path) -> None:
@@ -549,13 +550,139 @@ def down(run_dir: Path) -> None:
         log(f"removed {run_dir}")
 
 
-def up(run_dir: Path, skip_build: bool = False) -> Path:
-    if healthy(run_dir):
-        log(f"already up: export KUBECONFIG={run_dir / 'kubeconfig'}")
-        return run_dir / "kubeconfig"
-    if run_dir.exists():
-        log(f"{run_dir} holds a stopped or half-made cluster; cleaning it first")
-        down(run_dir)
+@dataclass(frozen=True)
+class Layout:
+    """Where everything of one cluster lives: binaries, run dir, certificates, ports."""
+
+    run_dir: Path
+    bin_dir: Path
+    kwok_stages: Path
+    ports: dict[str, int]
+
+    @property
+    def pki(self) -> Path:
+        return self.run_dir / "pki"
+
+    @property
+    def ca(self) -> Path:
+        return self.pki / "ca.crt"
+
+    @property
+    def kubeconfig(self) -> Path:
+        return self.run_dir / "kubeconfig"
+
+    @property
+    def server(self) -> str:
+        return f"https://127.0.0.1:{self.ports['kube-apiserver']}"
+
+    def component(self, name: str, argv: list[str], health_url: str) -> Component:
+        return Component(
+            name, [str(self.bin_dir / name), *argv], health_url, self.run_dir / f"{name}.log"
+        )
+
+
+def components(at: Layout) -> list[Component]:
+    """The five processes, in start order, with the flags docs/local-control-plane.md gives."""
+    etcd, peer, api, kcm, scheduler, kwok = (
+        at.ports[name]
+        for name in (
+            "etcd",
+            "etcd-peer",
+            "kube-apiserver",
+            "kube-controller-manager",
+            "kube-scheduler",
+            "kwok",
+        )
+    )
+    serving = [
+        f"--tls-cert-file={at.pki / 'serving.crt'}",
+        f"--tls-private-key-file={at.pki / 'serving.key'}",
+    ]
+    common = [f"--kubeconfig={at.kubeconfig}", "--leader-elect=false", "--bind-address=127.0.0.1"]
+    return [
+        at.component(
+            "etcd",
+            [
+                "--name=etcd",
+                f"--data-dir={at.run_dir / 'etcd-data'}",
+                f"--listen-client-urls=http://127.0.0.1:{etcd}",
+                f"--advertise-client-urls=http://127.0.0.1:{etcd}",
+                f"--listen-peer-urls=http://127.0.0.1:{peer}",
+                f"--initial-advertise-peer-urls=http://127.0.0.1:{peer}",
+                f"--initial-cluster=etcd=http://127.0.0.1:{peer}",
+                "--unsafe-no-fsync=true",  # a throwaway test store: durability buys nothing here
+                "--log-level=warn",
+            ],
+            f"http://127.0.0.1:{etcd}/health",
+        ),
+        at.component(
+            "kube-apiserver",
+            [
+                f"--etcd-servers=http://127.0.0.1:{etcd}",
+                f"--secure-port={api}",
+                "--bind-address=127.0.0.1",
+                "--advertise-address=127.0.0.1",
+                *serving,
+                f"--client-ca-file={at.ca}",
+                f"--service-cluster-ip-range={SERVICE_CIDR}",
+                "--allow-privileged=true",
+                "--authorization-mode=RBAC",
+                f"--service-account-issuer={at.server}/",
+                f"--service-account-key-file={at.pki / 'sa.pub'}",
+                f"--service-account-signing-key-file={at.pki / 'sa.key'}",
+                f"--token-auth-file={at.run_dir / 'tokens.csv'}",
+                # The `kubernetes` Service would point at 127.0.0.1, which Endpoints refuse (and
+                # log every 10 s); nothing in-cluster needs to reach the API server here.
+                "--endpoint-reconciler-type=none",
+                # PodSecurity stays in the default admission chain: tests prove pods are restricted.
+            ],
+            f"{at.server}/readyz",
+        ),
+        at.component(
+            "kube-controller-manager",
+            [
+                *common,
+                f"--secure-port={kcm}",
+                *serving,
+                f"--root-ca-file={at.ca}",
+                f"--service-account-private-key-file={at.pki / 'sa.key'}",
+                "--authorization-always-allow-paths=/healthz,/readyz,/livez,/metrics",
+                *COMPONENT_QPS,
+            ],
+            f"https://127.0.0.1:{kcm}/healthz",
+        ),
+        at.component(
+            "kube-scheduler",
+            [
+                *common,
+                f"--secure-port={scheduler}",
+                *serving,
+                *COMPONENT_QPS,
+            ],
+            f"https://127.0.0.1:{scheduler}/healthz",
+        ),
+        at.component(
+            "kwok",
+            [
+                f"--kubeconfig={at.kubeconfig}",
+                f"--config={at.kwok_stages}",
+                "--manage-all-nodes=false",
+                "--manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake",
+                f"--cidr={POD_CIDR}",
+                "--node-ip=10.0.0.1",
+                f"--server-address=127.0.0.1:{kwok}",
+                # Without node leases the node lifecycle controller marks the nodes NotReady (and
+                # taints them) every 50 s; kwok only renews leases when told their duration.
+                "--node-lease-duration-seconds=40",
+            ],
+            f"http://127.0.0.1:{kwok}/healthz",
+        ),
+    ]
+
+
+def prepare(run_dir: Path, skip_build: bool) -> tuple[Layout, dict[str, Any]]:
+    """Binaries, certificates, token, ports and kubeconfig; returns the layout and the state
+    that `down` will read."""
     if not skip_build:
         build()
     info = versions()
@@ -563,138 +690,78 @@ def up(run_dir: Path, skip_build: bool = False) -> Path:
     for binary in ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok"):
         if not os.access(bin_dir / binary, os.X_OK):
             raise ClusterError(f"{bin_dir / binary} is missing: run hack/build-control-plane.sh")
-    stages = kwok_stages(bin_dir, info["KWOK_VERSION"])
-
-    started = time.monotonic()
-    run_dir.mkdir(parents=True)
-    pki = run_dir / "pki"
-    write_certificates(pki)
-    ca = pki / "ca.crt"
-    token = secrets.token_urlsafe(32)
-    (run_dir / "tokens.csv").write_text(f"{token},admin,admin-uid,system:masters\n")
-    (run_dir / "tokens.csv").chmod(0o600)
-
-    etcd_port, peer_port, api_port, kcm_port, sched_port, kwok_port = free_ports(6)
-    server = f"https://127.0.0.1:{api_port}"
-    kubeconfig_path = run_dir / "kubeconfig"
-    kubeconfig_path.write_text(json.dumps(kubeconfig(server, ca, token), indent=2))
-    kubeconfig_path.chmod(0o600)
-    serving = [
-        f"--tls-cert-file={pki / 'serving.crt'}",
-        f"--tls-private-key-file={pki / 'serving.key'}",
-    ]
-    component_kubeconfig = [
-        f"--kubeconfig={kubeconfig_path}",
-        f"--authentication-kubeconfig={kubeconfig_path}",
-        f"--authorization-kubeconfig={kubeconfig_path}",
-    ]
-
-    def component(name: str, argv: list[str], health_url: str) -> Component:
-        return Component(name, argv, health_url, run_dir / f"{name}.log")
-
-    etcd = component(
+    names = [
         "etcd",
-        [
-            str(bin_dir / "etcd"),
-            "--name=etcd",
-            f"--data-dir={run_dir / 'etcd-data'}",
-            f"--listen-client-urls=http://127.0.0.1:{etcd_port}",
-            f"--advertise-client-urls=http://127.0.0.1:{etcd_port}",
-            f"--listen-peer-urls=http://127.0.0.1:{peer_port}",
-            f"--initial-advertise-peer-urls=http://127.0.0.1:{peer_port}",
-            f"--initial-cluster=etcd=http://127.0.0.1:{peer_port}",
-            "--unsafe-no-fsync=true",  # a throwaway test store: durability buys nothing here
-            "--log-level=warn",
-        ],
-        f"http://127.0.0.1:{etcd_port}/health",
-    )
-    apiserver = component(
+        "etcd-peer",
         "kube-apiserver",
-        [
-            str(bin_dir / "kube-apiserver"),
-            f"--etcd-servers=http://127.0.0.1:{etcd_port}",
-            f"--secure-port={api_port}",
-            "--bind-address=127.0.0.1",
-            "--advertise-address=127.0.0.1",
-            *serving,
-            f"--client-ca-file={ca}",
-            f"--service-cluster-ip-range={SERVICE_CIDR}",
-            "--allow-privileged=true",
-            "--authorization-mode=RBAC",
-            f"--service-account-issuer={server}/",
-            f"--service-account-key-file={pki / 'sa.pub'}",
-            f"--service-account-signing-key-file={pki / 'sa.key'}",
-            f"--token-auth-file={run_dir / 'tokens.csv'}",
-            # PodSecurity stays in the default admission chain: tests prove pods are restricted.
-        ],
-        f"{server}/readyz",
-    )
-    controller_manager = component(
         "kube-controller-manager",
-        [
-            str(bin_dir / "kube-controller-manager"),
-            *component_kubeconfig,
-            "--leader-elect=false",
-            "--bind-address=127.0.0.1",
-            f"--secure-port={kcm_port}",
-            *serving,
-            f"--root-ca-file={ca}",
-            f"--service-account-private-key-file={pki / 'sa.key'}",
-            "--authorization-always-allow-paths=/healthz,/readyz,/livez,/metrics",
-            *COMPONENT_QPS,
-        ],
-        f"https://127.0.0.1:{kcm_port}/healthz",
-    )
-    scheduler = component(
         "kube-scheduler",
-        [
-            str(bin_dir / "kube-scheduler"),
-            *component_kubeconfig,
-            "--leader-elect=false",
-            "--bind-address=127.0.0.1",
-            f"--secure-port={sched_port}",
-            *serving,
-            *COMPONENT_QPS,
-        ],
-        f"https://127.0.0.1:{sched_port}/healthz",
-    )
-    kwok = component(
         "kwok",
-        [
-            str(bin_dir / "kwok"),
-            f"--kubeconfig={kubeconfig_path}",
-            f"--config={stages}",
-            "--manage-all-nodes=false",
-            "--manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake",
-            f"--cidr={POD_CIDR}",
-            "--node-ip=10.0.0.1",
-            f"--server-address=127.0.0.1:{kwok_port}",
-        ],
-        f"http://127.0.0.1:{kwok_port}/healthz",
+    ]
+    at = Layout(
+        run_dir,
+        bin_dir,
+        kwok_stages(bin_dir, info["KWOK_VERSION"]),
+        dict(zip(names, free_ports(len(names)), strict=True)),
     )
-
-    state: dict[str, Any] = {
-        "server": server,
+    run_dir.mkdir(parents=True)
+    write_certificates(at.pki)
+    token = secrets.token_urlsafe(32)
+    tokens = run_dir / "tokens.csv"
+    tokens.write_text(f"{token},admin,admin-uid,system:masters\n")
+    tokens.chmod(0o600)
+    at.kubeconfig.write_text(json.dumps(kubeconfig(at.server, at.ca, token), indent=2))
+    at.kubeconfig.chmod(0o600)
+    state = {
+        "server": at.server,
         "token": token,
-        "ca_file": str(ca),
-        "kubeconfig": str(kubeconfig_path),
+        "ca_file": str(at.ca),
+        "kubeconfig": str(at.kubeconfig),
         "versions": {k: v for k, v in info.items() if k != "BIN"},
-        "ports": {
-            "etcd": etcd_port,
-            "kube-apiserver": api_port,
-            "kube-controller-manager": kcm_port,
-            "kube-scheduler": sched_port,
-            "kwok": kwok_port,
-        },
+        "ports": at.ports,
         "processes": [],
         "ready": False,
     }
-    components: list[Component] = []
+    return at, state
+
+
+def seed(api: Api, kwok: Component, controller_manager: Component) -> None:
+    """The default StorageClass and the fake GPU nodes; waits until pods can land."""
+    api.create("/apis/storage.k8s.io/v1/storageclasses", kwok_storage_class())
+    for name, product, memory in GPU_NODES:
+        api.create("/api/v1/nodes", node_manifest(name, product, memory))
+    names = [name for name, _product, _memory in GPU_NODES]
+    wait_for(
+        "fake GPU nodes Ready and untainted",
+        lambda: nodes_ready(api, names),
+        COMPONENT_TIMEOUT_S,
+        kwok,
+    )
+    default_sa = "/api/v1/namespaces/default/serviceaccounts/default"
+    wait_for(
+        "the default ServiceAccount",
+        lambda: bool(api.request("GET", default_sa)),
+        COMPONENT_TIMEOUT_S,
+        controller_manager,
+    )
+
+
+def up(run_dir: Path, skip_build: bool = False) -> Path:
+    if healthy(run_dir):
+        log(f"already up: export KUBECONFIG={run_dir / 'kubeconfig'}")
+        return run_dir / "kubeconfig"
+    if run_dir.exists():
+        log(f"{run_dir} holds a stopped or half-made cluster; cleaning it first")
+        down(run_dir)
+    started = time.monotonic()
+    at, state = prepare(run_dir, skip_build)
+    etcd, apiserver, controller_manager, scheduler, kwok = components(at)
+    launched: list[Component] = []
 
     def launch(*batch: Component) -> None:
         for item in batch:
             item.start()
-            components.append(item)
+            launched.append(item)
             state["processes"].append(
                 {"name": item.name, "pid": item.pid, "start_time": item.start_time}
             )
@@ -703,39 +770,24 @@ def up(run_dir: Path, skip_build: bool = False) -> Path:
 
     try:
         launch(etcd)
-        wait_for("etcd /health", lambda: probe(etcd.health_url, None), COMPONENT_TIMEOUT_S, etcd)
+        wait_healthy(etcd, at.ca)
         launch(apiserver)
+        token = state["token"]
         wait_for(
             "kube-apiserver /readyz",
-            lambda: probe(apiserver.health_url, ca, token),
+            lambda: probe(apiserver.health_url, at.ca, token),
             APISERVER_TIMEOUT_S,
             apiserver,
         )
         log(f"kube-apiserver ready after {time.monotonic() - started:.1f}s")
         launch(controller_manager, scheduler, kwok)
         for item in (controller_manager, scheduler, kwok):
-            wait_healthy(item, ca)
-        api = Api(server, token, ca)
-        api.create("/apis/storage.k8s.io/v1/storageclasses", kwok_storage_class())
-        for name, product, memory in GPU_NODES:
-            api.create("/api/v1/nodes", node_manifest(name, product, memory))
-        names = [name for name, _product, _memory in GPU_NODES]
-        wait_for(
-            "fake GPU nodes Ready and untainted",
-            lambda: nodes_ready(api, names),
-            COMPONENT_TIMEOUT_S,
-            kwok,
-        )
-        wait_for(
-            "the default ServiceAccount",
-            lambda: bool(api.request("GET", "/api/v1/namespaces/default/serviceaccounts/default")),
-            COMPONENT_TIMEOUT_S,
-            controller_manager,
-        )
+            wait_healthy(item, at.ca)
+        seed(Api(at.server, token, at.ca), kwok, controller_manager)
     except BaseException as error:
         # Stop what we started but keep the run dir: its logs say what went wrong.
-        stop_pids([(c.name, c.pid, c.start_time) for c in components])
-        for item in components:
+        stop_pids([(c.name, c.pid, c.start_time) for c in launched])
+        for item in launched:
             if item.process is not None:
                 with contextlib.suppress(subprocess.TimeoutExpired):
                     item.process.wait(timeout=1)
@@ -744,9 +796,9 @@ def up(run_dir: Path, skip_build: bool = False) -> Path:
         raise
     state["ready"] = True
     write_state(run_dir, state)
-    (run_dir / "env").write_text(f"export KUBECONFIG={kubeconfig_path}\n")
-    log(f"up in {time.monotonic() - started:.1f}s: export KUBECONFIG={kubeconfig_path}")
-    return kubeconfig_path
+    (run_dir / "env").write_text(f"export KUBECONFIG={at.kubeconfig}\n")
+    log(f"up in {time.monotonic() - started:.1f}s: export KUBECONFIG={at.kubeconfig}")
+    return at.kubeconfig
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -7,7 +7,8 @@
 # Ctrl-C (or DEMO_EXIT=1, which exits once everything is printed) stops what this script started:
 # the runtime, the operator and, if it was not already running, the cluster.
 #
-# Environment: DEMO_EXIT=1, DEMO_RUNTIME_PORT (default 8080), DEEPSEEK_CLUSTER_DIR.
+# Environment: DEMO_EXIT=1, DEMO_RUNTIME_PORT (default 8080), DEEPSEEK_CLUSTER_DIR,
+# DEMO_SKIP_INSTALL=1 (the venv is known to be current; skips `make install`).
 set -euo pipefail
 
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -28,12 +29,13 @@ started_cluster=0
 say() { printf '\n\033[1m==> %s\033[0m\n' "$*"; }
 
 stop_pid() {
-  # Only the pids this script started; SIGTERM first, SIGKILL if they outstay 10 s.
-  local pid="$1" name="$2"
+  # Only the pids this script started; SIGTERM first, SIGKILL if they outstay the grace period
+  # (the runtime drains requests and stops its Triton server child: give it 30 s).
+  local pid="$1" name="$2" grace="${3:-10}"
   [[ -n "$pid" ]] && kill -0 "$pid" 2>/dev/null || return 0
   echo "stopping $name (pid $pid)"
   kill -TERM "$pid" 2>/dev/null || true
-  for _ in $(seq 50); do
+  for _ in $(seq $((grace * 5))); do
     kill -0 "$pid" 2>/dev/null || return 0
     sleep 0.2
   done
@@ -44,7 +46,7 @@ cleanup() {
   local status=$?
   trap - INT TERM EXIT
   say "cleaning up"
-  stop_pid "$runtime_pid" runtime
+  stop_pid "$runtime_pid" runtime 30
   stop_pid "$operator_pid" operator
   if ((started_cluster)); then
     bash hack/cluster-down.sh
@@ -77,8 +79,10 @@ free_port() {
   "$bin/python" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
 }
 
-say "installing (make install: .venv with the operator, the runtime and kubectl)"
-make --no-print-directory install
+if [[ "${DEMO_SKIP_INSTALL:-0}" != 1 ]]; then
+  say "installing (make install: .venv with the operator, the runtime and kubectl)"
+  make --no-print-directory install
+fi
 
 say "local control plane"
 if ! "$bin/python" hack/cluster.py status >/dev/null 2>&1; then
@@ -133,8 +137,9 @@ wait_http "http://127.0.0.1:$port/ready" 600 "the runtime to load its model"
 model="$(curl -fsS "http://127.0.0.1:$port/v1/models" | "$bin/python" -c 'import json, sys; print(json.load(sys.stdin)["data"][0]["id"])')"
 echo "runtime pid $runtime_pid serving model $model, log $demo_dir/runtime.log"
 
+# Greedy decoding: a 135M model sampled at temperature 1 rambles; greedy gives the plain answer.
 say "one chat request: What is the capital of France?"
-request="$("$bin/python" -c 'import json, sys; print(json.dumps({"model": sys.argv[1], "max_tokens": 64, "messages": [{"role": "user", "content": "What is the capital of France?"}]}))' "$model")"
+request="$("$bin/python" -c 'import json, sys; print(json.dumps({"model": sys.argv[1], "max_tokens": 64, "temperature": 0, "messages": [{"role": "user", "content": "What is the capital of France?"}]}))' "$model")"
 curl -fsS "http://127.0.0.1:$port/v1/chat/completions" -H 'Content-Type: application/json' \
   -d "$request" | "$bin/python" -c 'import json, sys; print(json.load(sys.stdin)["choices"][0]["message"]["content"].strip())'
 
@@ -143,13 +148,13 @@ cat <<EOF
 Call it yourself:
 
   curl http://127.0.0.1:$port/v1/chat/completions -H 'Content-Type: application/json' \\
-    -d '{"model": "$model", "messages": [{"role": "user", "content": "Hello!"}]}'
+    -d '{"model": "$model", "temperature": 0, "messages": [{"role": "user", "content": "Hello!"}]}'
 
   .venv/bin/python - <<'PY'
   from openai import OpenAI
   client = OpenAI(base_url="http://127.0.0.1:$port/v1", api_key="unused")
   reply = client.chat.completions.create(
-      model="$model", messages=[{"role": "user", "content": "Hello!"}])
+      model="$model", temperature=0, messages=[{"role": "user", "content": "Hello!"}])
   print(reply.choices[0].message.content)
   PY
 

@@ -86,8 +86,9 @@ class Kube:
         )
         # The REST client serialises dict bodies itself, for JSON and +yaml content types alike.
         try:
-            response = self.api.call_api(params[0], params[1], header_params=params[2],
-                                         body=body, _request_timeout=(5, 30))
+            response = self.api.call_api(
+                params[0], params[1], header_params=params[2], body=body, _request_timeout=(5, 30)
+            )
             response.read()
             status, data = response.status, response.data or b""
         except ApiException as exc:
@@ -173,8 +174,9 @@ def kube() -> Kube:
             try:
                 config.load_incluster_config(client_configuration=configuration)
             except config.ConfigException:
-                config.load_kube_config(config_file=os.environ.get("KUBECONFIG"),
-                                        client_configuration=configuration)
+                config.load_kube_config(
+                    config_file=os.environ.get("KUBECONFIG"), client_configuration=configuration
+                )
             configuration.connection_pool_maxsize = 32
             _kube = Kube(client.ApiClient(configuration))
         return _kube

@@ -110,6 +110,8 @@ def runtime_settings(t: Target) -> dict[str, Any]:
         "quantization": str(spec.quantization),
         "max_num_seqs": rt.max_concurrent_sequences,
         "max_queue": rt.max_queue_length,
+        "triton_max_batch_size": rt.max_batch_size or rt.max_concurrent_sequences,
+        "triton_max_queue_delay_ms": rt.max_queue_delay_ms,
         "host": "0.0.0.0",
         "port": HTTP_PORT,
         "triton_http_port": TRITON_HTTP_PORT,

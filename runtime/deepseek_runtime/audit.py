@@ -44,6 +44,7 @@ class AuditLog:
         self.path = path
         self.include_text = include_text
         path.parent.mkdir(parents=True, exist_ok=True)
+        _end_torn_line(path)
         # A private logger so nothing else (root handlers, uvicorn) ever writes into it.
         self._logger = logging.getLogger(f"deepseek_runtime.audit.{id(self)}")
         self._logger.propagate = False
@@ -90,3 +91,12 @@ def _parse(line: str) -> dict[str, Any] | None:
     except ValueError:  # a line cut by a crash mid-write: skip it, keep the rest readable
         return None
     return value if isinstance(value, dict) else None
+
+
+def _end_torn_line(path: Path) -> None:
+    """A crash can leave half a line; start the next run's records on a line of their own."""
+    if path.exists() and path.stat().st_size > 0:
+        with path.open("rb+") as f:
+            f.seek(-1, 2)
+            if f.read(1) != b"\n":
+                f.write(b"\n")

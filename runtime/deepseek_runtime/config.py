@@ -31,9 +31,12 @@ class ServerSettings(BaseModel):
     dtype: str = "auto"
     quantization: str = "none"
     served_model_name: str | None = None
-    max_num_seqs: int = Field(16, ge=1)
+    max_num_seqs: int = Field(32, ge=1)
     max_queue: int = Field(256, ge=1)
     max_model_len: int | None = Field(None, ge=16)
+    max_num_batched_tokens: int = Field(4096, ge=1)  # prompt tokens in one prefill step
+    kv_cache_tokens: int | None = Field(None, ge=1)  # None: max_num_seqs * max_model_len
+    torch_threads: int | None = Field(None, ge=1)  # None: all cores but one
     reasoning: Literal["auto", "on", "off"] = "auto"
     # network
     host: str = "127.0.0.1"
@@ -43,6 +46,10 @@ class ServerSettings(BaseModel):
     triton_grpc_port: int = Field(8001, ge=0, le=65535)
     triton_metrics_port: int = Field(8002, ge=0, le=65535)
     triton_chunk_ms: float = Field(50.0, ge=0)  # coalesce streamed tokens for this long
+    # Triton's dynamic batcher for the non-streaming model: most requests merged into one
+    # execute() call (default: max_num_seqs) and how long it waits to fill that batch.
+    triton_max_batch_size: int | None = Field(None, ge=1, le=1024)
+    triton_max_queue_delay_ms: float = Field(2.0, ge=0, le=10_000)
     max_body_bytes: int = Field(4 << 20, ge=1024)
     drain_timeout_s: float = Field(30.0, ge=0)
     # security

@@ -39,9 +39,10 @@ async def health(request: Request) -> Response:
 async def ready(request: Request) -> Response:
     svc = openai_api.services(request)
     engine_ok = svc.engine is not None and svc.engine.is_ready()
-    if svc.ready and engine_ok and not svc.draining:
+    triton_ok = svc.triton_alive is None or svc.triton_alive()
+    if svc.ready and engine_ok and triton_ok and not svc.draining:
         return PlainTextResponse("ready\n")
-    why = "draining" if svc.draining else "loading"
+    why = "draining" if svc.draining else "loading" if not svc.ready else "unhealthy"
     return error_response(503, f"not ready: {why}", None, why)
 
 
@@ -56,12 +57,17 @@ async def audit_log(request: Request) -> Response:
     openai_api.authorize(request, Permission.AUDIT)
     svc = openai_api.services(request)
     if svc.audit is None:
-        raise ApiError(404, "the audit log is off; start the server with --audit-log FILE",
-                       None, "audit_disabled")
+        raise ApiError(
+            404,
+            "the audit log is off; start the server with --audit-log FILE",
+            None,
+            "audit_disabled",
+        )
     raw = request.query_params.get("limit", "100")
     if not raw.isdigit() or not 1 <= int(raw) <= MAX_AUDIT_LIMIT:
-        raise ApiError(400, f"limit must be an integer from 1 to {MAX_AUDIT_LIMIT}", "limit",
-                       "invalid_value")
+        raise ApiError(
+            400, f"limit must be an integer from 1 to {MAX_AUDIT_LIMIT}", "limit", "invalid_value"
+        )
     return JSONResponse({"object": "list", "data": svc.audit.read(int(raw))})
 
 
@@ -73,8 +79,16 @@ def _route_label(path: str) -> str:
     """A bounded label set for metrics: fuzzed paths must not mint new time series."""
     if path.startswith("/v1/models/"):
         return "/v1/models/{model}"
-    known = {"/v1/models", "/v1/completions", "/v1/chat/completions", "/v1/audit",
-             "/health", "/ready", "/metrics", "/openapi.json"}
+    known = {
+        "/v1/models",
+        "/v1/completions",
+        "/v1/chat/completions",
+        "/v1/audit",
+        "/health",
+        "/ready",
+        "/metrics",
+        "/openapi.json",
+    }
     return path if path in known else "other"
 
 

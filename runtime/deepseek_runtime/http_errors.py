@@ -24,14 +24,25 @@ log = logging.getLogger(__name__)
 
 Body = TypeVar("Body", bound=BaseModel)
 
-_TYPES = {400: "invalid_request_error", 401: "authentication_error", 403: "permission_error",
-          404: "not_found_error", 405: "invalid_request_error", 413: "invalid_request_error",
-          429: "rate_limit_error", 503: "service_unavailable"}
+_TYPES = {
+    400: "invalid_request_error",
+    401: "authentication_error",
+    403: "permission_error",
+    404: "not_found_error",
+    405: "invalid_request_error",
+    413: "invalid_request_error",
+    429: "rate_limit_error",
+    503: "service_unavailable",
+}
 
 
 class ApiError(Exception):
     def __init__(
-        self, status: int, message: str, param: str | None = None, code: str | None = None,
+        self,
+        status: int,
+        message: str,
+        param: str | None = None,
+        code: str | None = None,
         headers: dict[str, str] | None = None,
     ) -> None:
         super().__init__(message)
@@ -40,11 +51,20 @@ class ApiError(Exception):
 
 
 def error_response(
-    status: int, message: str, param: str | None = None, code: str | None = None,
+    status: int,
+    message: str,
+    param: str | None = None,
+    code: str | None = None,
     headers: dict[str, str] | None = None,
 ) -> JSONResponse:
-    body = {"error": {"message": message, "type": _TYPES.get(status, "server_error"),
-                      "param": param, "code": code}}
+    body = {
+        "error": {
+            "message": message,
+            "type": _TYPES.get(status, "server_error"),
+            "param": param,
+            "code": code,
+        }
+    }
     return JSONResponse(body, status_code=status, headers=headers)
 
 
@@ -64,6 +84,8 @@ def to_api_error(exc: Exception) -> ApiError:
     if isinstance(exc, QueueFullError):
         return ApiError(429, str(exc), None, "queue_full", retry_after(exc.retry_after_s))
     if isinstance(exc, EngineError):
+        if exc.status_code == 500:  # 503s (loading, draining) are expected, not news
+            log.warning("engine error: %s", exc)
         code = {400: "invalid_request", 503: "unavailable"}.get(exc.status_code)
         return ApiError(exc.status_code, str(exc), None, code)
     if isinstance(exc, HTTPException):
@@ -86,8 +108,9 @@ async def read_body(request: Request, limit: int) -> bytes:
         async for chunk in request.stream():
             size += len(chunk)
             if size > limit:
-                raise ApiError(413, f"request body larger than {limit} bytes", None,
-                               "body_too_large")
+                raise ApiError(
+                    413, f"request body larger than {limit} bytes", None, "body_too_large"
+                )
             chunks.append(chunk)
     except ClientDisconnect as exc:
         raise ApiError(400, "client disconnected while sending the body") from exc
@@ -105,15 +128,15 @@ def parse_json(raw: bytes, model: type[Body]) -> Body:
         # Python's json accepts NaN/Infinity by default; JSON does not, and neither do we.
         value = json.loads(raw, parse_constant=_no_constants)
     except (ValueError, RecursionError) as exc:
-        raise ApiError(400, f"the request body is not valid JSON: {exc}", None,
-                       "invalid_json") from exc
+        raise ApiError(
+            400, f"the request body is not valid JSON: {exc}", None, "invalid_json"
+        ) from exc
     if not isinstance(value, dict):
         raise ApiError(400, "the request body must be a JSON object", None, "invalid_json")
     try:
         return model.model_validate(value)
     except ValidationError as exc:
-        message, param = describe_validation_error(exc.errors(include_url=False))
+        message, param = describe_validation_error(list(exc.errors(include_url=False)))
         raise ApiError(400, message, param, "invalid_value") from exc
     except RecursionError as exc:
-        raise ApiError(400, "the request body is nested too deeply", None,
-                       "invalid_json") from exc
+        raise ApiError(400, "the request body is nested too deeply", None, "invalid_json") from exc

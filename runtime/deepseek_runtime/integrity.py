@@ -72,8 +72,10 @@ class _Progress:
             self.last = now
             rate = self.done / max(now - self.started, 1e-9) / 1e6
             pct = 100.0 * self.done / self.total
-            self.sink(f"hashing weights: {pct:.0f}% ({self.done}/{self.total} bytes, "
-                      f"{rate:.0f} MB/s), at {current}")
+            self.sink(
+                f"hashing weights: {pct:.0f}% ({self.done}/{self.total} bytes, "
+                f"{rate:.0f} MB/s), at {current}"
+            )
 
 
 def list_files(root: Path) -> list[str]:

@@ -44,7 +44,8 @@ class _EngineStatsCollector(Collector):
             "deepseek_requests_max_running", "Engine limit on concurrent sequences", s.max_running
         )
         yield GaugeMetricFamily(
-            "deepseek_kv_cache_usage_ratio", "Fraction of the KV cache budget in use (0..1)",
+            "deepseek_kv_cache_usage_ratio",
+            "Fraction of the KV cache budget in use (0..1)",
             s.kv_cache_usage,
         )
 
@@ -54,23 +55,31 @@ class RuntimeMetrics:
         self.registry = r = CollectorRegistry()
         r.register(_EngineStatsCollector(stats))
         self.batch_size = Histogram(
-            "deepseek_batch_size", "Sequences in each engine step", buckets=_BATCH_BUCKETS,
+            "deepseek_batch_size",
+            "Sequences in each engine step",
+            buckets=_BATCH_BUCKETS,
             registry=r,
         )
         self.step_tokens = Counter(
             "deepseek_step_tokens", "Tokens processed by engine steps", ["phase"], registry=r
         )
         self.ttft = Histogram(
-            "deepseek_time_to_first_token_seconds", "Arrival to first generated token",
-            buckets=_LATENCY_BUCKETS, registry=r,
+            "deepseek_time_to_first_token_seconds",
+            "Arrival to first generated token",
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
         )
         self.tpot = Histogram(
-            "deepseek_time_per_output_token_seconds", "Mean time per token after the first",
-            buckets=_TOKEN_TIME_BUCKETS, registry=r,
+            "deepseek_time_per_output_token_seconds",
+            "Mean time per token after the first",
+            buckets=_TOKEN_TIME_BUCKETS,
+            registry=r,
         )
         self.e2e = Histogram(
-            "deepseek_e2e_request_latency_seconds", "Arrival to last token",
-            buckets=_LATENCY_BUCKETS, registry=r,
+            "deepseek_e2e_request_latency_seconds",
+            "Arrival to last token",
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
         )
         self.prompt_tokens = Counter(
             "deepseek_prompt_tokens", "Prompt tokens of finished requests", registry=r
@@ -79,24 +88,34 @@ class RuntimeMetrics:
             "deepseek_generation_tokens", "Generated tokens of finished requests", registry=r
         )
         self.finished = Counter(
-            "deepseek_requests_finished", "Finished requests by reason", ["finish_reason"],
+            "deepseek_requests_finished",
+            "Finished requests by reason",
+            ["finish_reason"],
             registry=r,
         )
         self.content_filtered = Counter(
-            "deepseek_content_filter", "Completions ended by the output filter", ["door"],
+            "deepseek_content_filter",
+            "Completions ended by the output filter",
+            ["door"],
             registry=r,
         )
         self.rate_limited = Counter(
-            "deepseek_rate_limited", "Requests refused by the per-key rate limit", ["door"],
+            "deepseek_rate_limited",
+            "Requests refused by the per-key rate limit",
+            ["door"],
             registry=r,
         )
         self.auth_failures = Counter(
-            "deepseek_auth_failures", "Requests refused by authentication or authorization",
-            ["door", "status"], registry=r,
+            "deepseek_auth_failures",
+            "Requests refused by authentication or authorization",
+            ["door", "status"],
+            registry=r,
         )
         self.http_requests = Counter(
-            "deepseek_http_requests", "OpenAI-port requests by endpoint and status",
-            ["endpoint", "status"], registry=r,
+            "deepseek_http_requests",
+            "OpenAI-port requests by endpoint and status",
+            ["endpoint", "status"],
+            registry=r,
         )
 
     # --- EngineObserver ---

@@ -28,6 +28,7 @@ from deepseek_runtime.serving import (
     close_quietly,
     encode,
     render_chat,
+    sampling_params,
 )
 
 T = TypeVar("T")
@@ -61,14 +62,23 @@ def authorize(request: Request, permission: Permission) -> Principal:
 
 def check_model(svc: Services, requested: str | None) -> None:
     if requested is not None and requested != svc.model_name:
-        raise ApiError(404, f"model '{requested}' does not exist; this server serves "
-                       f"'{svc.model_name}'", "model", "model_not_found")
+        raise ApiError(
+            404,
+            f"model '{requested}' does not exist; this server serves '{svc.model_name}'",
+            "model",
+            "model_not_found",
+        )
 
 
 def model_card(svc: Services) -> dict[str, Any]:
     max_len = svc.engine.max_model_len if svc.engine else None
-    return {"id": svc.model_name, "object": "model", "created": svc.created,
-            "owned_by": "deepseek-runtime", "max_model_len": max_len}
+    return {
+        "id": svc.model_name,
+        "object": "model",
+        "created": svc.created,
+        "owned_by": "deepseek-runtime",
+        "max_model_len": max_len,
+    }
 
 
 async def list_models(request: Request) -> Response:
@@ -92,10 +102,23 @@ async def _tokenize(tokenizer: Any, text: str, chat: bool) -> tuple[int, ...]:
     return await anyio.to_thread.run_sync(encode, tokenizer, text, chat)
 
 
+def _vocabulary_size(tokenizer: Any) -> int | None:
+    """Ids the tokenizer knows, added tokens included (len() counts them, vocab_size not)."""
+    try:
+        return max(len(tokenizer), int(getattr(tokenizer, "vocab_size", 0) or 0)) or None
+    except TypeError:  # a tokenizer without __len__
+        return int(getattr(tokenizer, "vocab_size", 0) or 0) or None
+
+
 def _params(body: _Sampling, max_tokens: int) -> SamplingParams:
-    return SamplingParams(
-        max_tokens=max_tokens, temperature=body.temperature, top_p=body.top_p,
-        top_k=body.top_k, seed=body.seed, stop=body.stop_strings(), ignore_eos=body.ignore_eos,
+    return sampling_params(
+        max_tokens,
+        body.temperature,
+        body.top_p,
+        body.top_k,
+        body.seed,
+        body.stop_strings(),
+        body.ignore_eos,
     )
 
 
@@ -106,40 +129,50 @@ async def completions(request: Request) -> Response:
     engine, _ = svc.require_engine()
     check_model(svc, body.model)
     prompt = body.prompt_text_or_ids()
+    text: str | None = None
     if isinstance(prompt, str):
+        text = prompt
         ids = await _tokenize(engine.tokenizer, prompt, chat=False)
     else:
-        vocab = int(getattr(engine.tokenizer, "vocab_size", 0) or 0) or None
-        if vocab is not None and max(prompt) >= vocab + 1024:  # added tokens sit past vocab
-            raise ApiError(400, f"prompt token id {max(prompt)} is outside the vocabulary",
-                           "prompt", "invalid_value")
-        ids, prompt = tuple(prompt), None
+        vocab = _vocabulary_size(engine.tokenizer)
+        if vocab is not None and max(prompt) >= vocab:
+            raise ApiError(
+                400,
+                f"prompt token id {max(prompt)} is outside the vocabulary (size {vocab})",
+                "prompt",
+                "invalid_value",
+            )
+        ids = tuple(prompt)
     limit = body.max_tokens if body.max_tokens is not None else COMPLETION_DEFAULT_MAX_TOKENS
-    return await _generate(request, svc, body, ids, limit, prompt, CompletionFormat(svc, body))
+    return await _generate(request, svc, body, ids, limit, text, CompletionFormat(svc, body))
 
 
 async def chat_completions(request: Request) -> Response:
     authorize(request, Permission.INFERENCE)
     svc = services(request)
-    body = parse_json(
-        await read_body(request, svc.settings.max_body_bytes), ChatCompletionRequest
-    )
+    body = parse_json(await read_body(request, svc.settings.max_body_bytes), ChatCompletionRequest)
     engine, _ = svc.require_engine()
     check_model(svc, body.model)
     messages = [m.as_template_input() for m in body.messages]
     try:
         text = render_chat(engine.tokenizer, messages)
     except Exception as exc:  # templates raise on what they cannot render (role order, ...)
-        raise ApiError(400, f"the chat template rejected the messages: {exc}", "messages",
-                       "invalid_messages") from exc
+        raise ApiError(
+            400, f"the chat template rejected the messages: {exc}", "messages", "invalid_messages"
+        ) from exc
     ids = await _tokenize(engine.tokenizer, text, chat=True)
     fmt = ChatFormat(svc, body, text)
     return await _generate(request, svc, body, ids, body.output_limit(), text, fmt)
 
 
 async def _generate(
-    request: Request, svc: Services, body: _Sampling, ids: tuple[int, ...],
-    max_tokens: int | None, prompt_text: str | None, fmt: Format,
+    request: Request,
+    svc: Services,
+    body: _Sampling,
+    ids: tuple[int, ...],
+    max_tokens: int | None,
+    prompt_text: str | None,
+    fmt: Format,
 ) -> Response:
     engine, generator = svc.require_engine()
     if not ids:
@@ -153,8 +186,9 @@ async def _generate(
         first = await _unless_disconnected(request, anext(chunks, None))
         if body.stream:
             events = fmt.events(_prepend(first, chunks), record)
-            return EventStream(events, headers={"Cache-Control": "no-cache",
-                                                "X-Accel-Buffering": "no"})
+            return EventStream(
+                events, headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+            )
         done = await _unless_disconnected(request, _collect(first, chunks))
     except BaseException:
         await close_quietly(chunks)
@@ -197,7 +231,7 @@ async def _unless_disconnected(request: Request, work: Awaitable[T]) -> T:
     ok, value = outcome[0]
     if not ok:
         raise value
-    return value  # type: ignore[no-any-return]
+    return value
 
 
 class EventStream(StreamingResponse):

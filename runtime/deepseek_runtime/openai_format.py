@@ -13,6 +13,8 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from deepseek_runtime.audit import AuditRecord
+from deepseek_runtime.engine.protocol import EngineError
+from deepseek_runtime.http_errors import to_api_error
 from deepseek_runtime.openai_schema import _Sampling
 from deepseek_runtime.reasoning import ReasoningSplitter, prompt_opens_reasoning, split_reasoning
 from deepseek_runtime.serving import Chunk, Services, new_request_id
@@ -41,8 +43,13 @@ class Format:
         self.include_usage = bool(body.stream_options and body.stream_options.include_usage)
 
     def envelope(self, obj: str, **fields: Any) -> dict[str, Any]:
-        return {"id": self.id, "object": obj, "created": self.created, "model": self.model,
-                **fields}
+        return {
+            "id": self.id,
+            "object": obj,
+            "created": self.created,
+            "model": self.model,
+            **fields,
+        }
 
     # --- per-format parts ---
     def choice(self, text: str, finish: str | None) -> dict[str, Any]:
@@ -64,8 +71,9 @@ class Format:
         last = chunks[-1] if chunks else None
         finish = last.finish_reason if last else "abort"
         _audit(record, last, text)
-        return self.envelope(self.object_name, choices=[self.whole_choice(text, finish)],
-                             usage=usage(last))
+        return self.envelope(
+            self.object_name, choices=[self.whole_choice(text, finish)], usage=usage(last)
+        )
 
     async def events(
         self, chunks: AsyncIterator[Chunk], record: AuditRecord | None
@@ -76,10 +84,18 @@ class Format:
         try:
             for choice in self.opening():
                 yield sse(self.envelope(self.chunk_object, choices=[choice], **extra))
-            async for chunk in chunks:
-                last, text = chunk, text + chunk.text
-                for choice in self.deltas(chunk):
-                    yield sse(self.envelope(self.chunk_object, choices=[choice], **extra))
+            try:
+                async for chunk in chunks:
+                    last, text = chunk, text + chunk.text
+                    for choice in self.deltas(chunk):
+                        yield sse(self.envelope(self.chunk_object, choices=[choice], **extra))
+            except EngineError as exc:
+                # Headers are gone already: say so in-band, as OpenAI does (its client raises
+                # APIError on an "error" event), instead of cutting the connection.
+                err = to_api_error(exc)
+                yield sse({"error": {"message": err.message, "type": "server_error",
+                                     "param": None, "code": err.code}})  # fmt: skip
+                return
             if self.include_usage:
                 yield sse(self.envelope(self.chunk_object, choices=[], usage=usage(last)))
             yield DONE

@@ -8,6 +8,7 @@ with a 400 that names them, rather than silently ignored.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -15,6 +16,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    WithJsonSchema,
     field_validator,
 )
 
@@ -33,6 +35,21 @@ def _utf8(value: str) -> str:
 Text = Annotated[str, AfterValidator(_utf8)]
 NonEmptyText = Annotated[str, Field(min_length=1), AfterValidator(_utf8)]
 TokenId = Annotated[int, Field(ge=0, le=2**31 - 1)]
+
+
+def _false(value: bool) -> bool:
+    if value:
+        raise ValueError("only false is supported")
+    return value
+
+
+# Not Literal[...]: pydantic matches literals by equality, so 1.0 would pass for 1 and 0 for
+# False, while the published schema says integer and boolean.
+FalseOnly = Annotated[bool, AfterValidator(_false), WithJsonSchema({"const": False})]
+
+
+def _one(name: str) -> Any:
+    return Field(None, ge=1, le=1, description=f"Only {name}=1 is supported")
 
 
 def _zero(name: str) -> Any:
@@ -56,7 +73,7 @@ class _Sampling(_Body):
     temperature: float = Field(1.0, ge=0.0, le=2.0)
     top_p: float = Field(1.0, gt=0.0, le=1.0)
     top_k: int = Field(0, ge=0, le=2**31 - 1, description="0 disables (extension)")
-    n: Literal[1] = Field(1, description="Only n=1 is supported")
+    n: int | None = _one("n")
     stream: bool = False
     stream_options: StreamOptions | None = None
     stop: NonEmptyText | Annotated[list[NonEmptyText], Field(max_length=MAX_STOP)] | None = None
@@ -87,10 +104,12 @@ Prompt = (
 
 class CompletionRequest(_Sampling):
     prompt: Prompt = Field(description="One prompt: text or token ids (batches of one)")
-    echo: Literal[False] = Field(False, description="echo is not supported")
-    logprobs: Literal[0] | None = Field(None, description="logprobs are not supported")
-    best_of: Literal[1] | None = Field(None, description="Only best_of=1 is supported")
-    suffix: Annotated[str, Field(max_length=0)] | None = Field(None, description="suffix is not supported")
+    echo: FalseOnly = Field(False, description="echo is not supported")
+    logprobs: int | None = Field(None, ge=0, le=0, description="logprobs are not supported")
+    best_of: int | None = _one("best_of")
+    suffix: Annotated[str, Field(max_length=0)] | None = Field(
+        None, description="suffix is not supported"
+    )
 
     def prompt_text_or_ids(self) -> str | list[int]:
         p = self.prompt
@@ -113,8 +132,8 @@ class ChatMessage(_Body):
     name: Text | None = None
 
     def as_template_input(self) -> dict[str, str]:
-        text = self.content if isinstance(self.content, str) else "".join(
-            p.text for p in self.content
+        text = (
+            self.content if isinstance(self.content, str) else "".join(p.text for p in self.content)
         )
         # Chat templates predate the "developer" role: it means system.
         return {"role": "system" if self.role == "developer" else self.role, "content": text}
@@ -127,8 +146,8 @@ class ResponseFormat(_Body):
 class ChatCompletionRequest(_Sampling):
     messages: Annotated[list[ChatMessage], Field(min_length=1)]
     max_completion_tokens: int | None = Field(None, ge=1, le=2**31 - 1)
-    logprobs: Literal[False] | None = Field(None, description="logprobs are not supported")
-    top_logprobs: Literal[0] | None = None
+    logprobs: FalseOnly | None = Field(None, description="logprobs are not supported")
+    top_logprobs: int | None = Field(None, ge=0, le=0, description="logprobs are not supported")
     tools: Annotated[list[Any], Field(max_length=0)] | None = Field(
         None, description="Tool calling is not supported"
     )
@@ -146,13 +165,13 @@ class ChatCompletionRequest(_Sampling):
         return self.max_completion_tokens or self.max_tokens
 
 
-def describe_validation_error(errors: list[dict[str, Any]]) -> tuple[str, str | None]:
+def describe_validation_error(errors: Sequence[Mapping[str, Any]]) -> tuple[str, str | None]:
     """A short message naming each bad field, and the first field as OpenAI's `param`.
 
     Union fields (prompt, stop, content) fail once per alternative; the most specific error
     wins over plain "wrong type" ones, so `["a", "b"]` says "at most 1 item", not "not a str".
     """
-    by_field: dict[str, list[tuple[str, dict[str, Any]]]] = {}
+    by_field: dict[str, list[tuple[str, Mapping[str, Any]]]] = {}
     for err in errors:
         # Drop pydantic's union-branch tags such as "list[constrained-int]" from the path.
         path = ".".join(str(p) for p in err["loc"] if not (isinstance(p, str) and "[" in p))

@@ -22,8 +22,9 @@ def _ref(name: str) -> dict[str, str]:
 _USAGE = {
     "type": "object",
     "required": ["prompt_tokens", "completion_tokens", "total_tokens"],
-    "properties": {k: {"type": "integer"} for k in
-                   ("prompt_tokens", "completion_tokens", "total_tokens")},
+    "properties": {
+        k: {"type": "integer"} for k in ("prompt_tokens", "completion_tokens", "total_tokens")
+    },
 }
 _FINISH = {"enum": ["stop", "length", "abort", "content_filter", None]}
 _ERROR = {
@@ -45,9 +46,13 @@ _ERROR = {
 _MODEL = {
     "type": "object",
     "required": ["id", "object", "created", "owned_by"],
-    "properties": {"id": {"type": "string"}, "object": {"const": "model"},
-                   "created": {"type": "integer"}, "owned_by": {"type": "string"},
-                   "max_model_len": {"type": "integer"}},
+    "properties": {
+        "id": {"type": "string"},
+        "object": {"const": "model"},
+        "created": {"type": "integer"},
+        "owned_by": {"type": "string"},
+        "max_model_len": {"type": "integer"},
+    },
 }
 
 
@@ -56,25 +61,40 @@ def _completion(choice: dict[str, Any], obj: str) -> dict[str, Any]:
         "type": "object",
         "required": ["id", "object", "created", "model", "choices"],
         "properties": {
-            "id": {"type": "string"}, "object": {"const": obj}, "created": {"type": "integer"},
-            "model": {"type": "string"}, "usage": _USAGE,
+            "id": {"type": "string"},
+            "object": {"const": obj},
+            "created": {"type": "integer"},
+            "model": {"type": "string"},
+            "usage": _USAGE,
             "choices": {"type": "array", "items": choice},
         },
     }
 
 
 _TEXT_CHOICE = {
-    "type": "object", "required": ["index", "text", "finish_reason"],
-    "properties": {"index": {"type": "integer"}, "text": {"type": "string"},
-                   "finish_reason": _FINISH},
+    "type": "object",
+    "required": ["index", "text", "finish_reason"],
+    "properties": {
+        "index": {"type": "integer"},
+        "text": {"type": "string"},
+        "finish_reason": _FINISH,
+    },
 }
 _CHAT_CHOICE = {
-    "type": "object", "required": ["index", "message", "finish_reason"],
+    "type": "object",
+    "required": ["index", "message", "finish_reason"],
     "properties": {
-        "index": {"type": "integer"}, "finish_reason": _FINISH,
-        "message": {"type": "object", "required": ["role", "content"], "properties": {
-            "role": {"const": "assistant"}, "content": {"type": "string"},
-            "reasoning_content": {"type": ["string", "null"]}}},
+        "index": {"type": "integer"},
+        "finish_reason": _FINISH,
+        "message": {
+            "type": "object",
+            "required": ["role", "content"],
+            "properties": {
+                "role": {"const": "assistant"},
+                "content": {"type": "string"},
+                "reasoning_content": {"type": ["string", "null"]},
+            },
+        },
     },
 }
 
@@ -84,22 +104,34 @@ def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
 
 
 def _errors(*statuses: int) -> dict[str, Any]:
-    words = {400: "Invalid request", 401: "Missing or invalid API key",
-             403: "The key's role does not allow this", 404: "Not found",
-             405: "Method not allowed", 413: "Request body too large",
-             429: "Rate limited or queue full (see Retry-After)",
-             503: "Loading or shutting down"}
+    words = {
+        400: "Invalid request",
+        401: "Missing or invalid API key",
+        403: "The key's role does not allow this",
+        404: "Not found",
+        405: "Method not allowed",
+        413: "Request body too large",
+        429: "Rate limited or queue full (see Retry-After)",
+        503: "Loading or shutting down",
+    }
     return {str(s): _json(_ref("Error"), words[s]) for s in statuses}
 
 
 def _generate_op(body: str, result: str, summary: str) -> dict[str, Any]:
     ok = _json(_ref(result), "The completion; with stream=true, server-sent events")
-    ok["content"]["text/event-stream"] = {"schema": {"type": "string"}}
-    return {"post": {
-        "summary": summary,
-        "requestBody": {"required": True, "content": {"application/json": {"schema": _ref(body)}}},
-        "responses": {"200": ok, **_errors(400, 401, 403, 404, 405, 413, 429, 503)},
-    }}
+    # OpenAPI 3.1 without itemSchema: `schema` describes ONE event, as schemathesis reads it.
+    event = {"type": "object", "required": ["data"], "properties": {"data": {"type": "string"}}}
+    ok["content"]["text/event-stream"] = {"schema": event}
+    return {
+        "post": {
+            "summary": summary,
+            "requestBody": {
+                "required": True,
+                "content": {"application/json": {"schema": _ref(body)}},
+            },
+            "responses": {"200": ok, **_errors(400, 401, 403, 404, 405, 413, 429, 503)},
+        }
+    }
 
 
 def openapi_document(auth: bool, metrics_auth: bool = False) -> dict[str, Any]:
@@ -108,41 +140,90 @@ def openapi_document(auth: bool, metrics_auth: bool = False) -> dict[str, Any]:
         ref_template=_REF,
     )
     schemas = {
-        **defs["$defs"], "Error": _ERROR, "Model": _MODEL,
-        "ModelList": {"type": "object", "required": ["object", "data"], "properties": {
-            "object": {"const": "list"}, "data": {"type": "array", "items": _ref("Model")}}},
+        **defs["$defs"],
+        "Error": _ERROR,
+        "Model": _MODEL,
+        "ModelList": {
+            "type": "object",
+            "required": ["object", "data"],
+            "properties": {
+                "object": {"const": "list"},
+                "data": {"type": "array", "items": _ref("Model")},
+            },
+        },
         "Completion": _completion(_TEXT_CHOICE, "text_completion"),
         "ChatCompletion": _completion(_CHAT_CHOICE, "chat.completion"),
-        "AuditLog": {"type": "object", "required": ["object", "data"], "properties": {
-            "object": {"const": "list"}, "data": {"type": "array", "items": {"type": "object"}}}},
+        "AuditLog": {
+            "type": "object",
+            "required": ["object", "data"],
+            "properties": {
+                "object": {"const": "list"},
+                "data": {"type": "array", "items": {"type": "object"}},
+            },
+        },
     }
     text = {"description": "OK", "content": {"text/plain": {"schema": {"type": "string"}}}}
-    open_ = {"security": []}
+    open_: dict[str, Any] = {"security": []}
     paths: dict[str, Any] = {
-        "/v1/models": {"get": {"summary": "List served models", "responses": {
-            "200": _json(_ref("ModelList"), "Models"), **_errors(401, 403, 405, 429)}}},
-        "/v1/models/{model}": {"get": {
-            "summary": "One served model",
-            "parameters": [{"name": "model", "in": "path", "required": True,
-                            "schema": {"type": "string"}}],
-            "responses": {"200": _json(_ref("Model"), "Model"),
-                          **_errors(401, 403, 404, 405, 429)}}},
+        "/v1/models": {
+            "get": {
+                "summary": "List served models",
+                "responses": {
+                    "200": _json(_ref("ModelList"), "Models"),
+                    **_errors(401, 403, 405, 429),
+                },
+            }
+        },
+        "/v1/models/{model}": {
+            "get": {
+                "summary": "One served model",
+                "parameters": [
+                    {"name": "model", "in": "path", "required": True, "schema": {"type": "string"}}
+                ],
+                "responses": {
+                    "200": _json(_ref("Model"), "Model"),
+                    **_errors(401, 403, 404, 405, 429),
+                },
+            }
+        },
         "/v1/completions": _generate_op("CompletionRequest", "Completion", "Text completion"),
         "/v1/chat/completions": _generate_op(
-            "ChatCompletionRequest", "ChatCompletion", "Chat completion"),
-        "/v1/audit": {"get": {
-            "summary": "Newest audit records (auditor or admin)",
-            "parameters": [{"name": "limit", "in": "query", "required": False,
-                            "schema": {"type": "integer", "minimum": 1, "maximum": 10000}}],
-            "responses": {"200": _json(_ref("AuditLog"), "Audit records"),
-                          **_errors(400, 401, 403, 404, 405, 429)}}},
-        "/health": {"get": {**open_, "summary": "Liveness", "responses": {
-            "200": text, **_errors(405)}}},
-        "/ready": {"get": {**open_, "summary": "Readiness: engine loaded and warmed",
-                           "responses": {"200": text, **_errors(405, 503)}}},
-        "/metrics": {"get": {**({} if metrics_auth else open_), "summary": "Prometheus metrics",
-                             "responses": {
-            "200": text, **_errors(401, 403, 405, 429)}}},
+            "ChatCompletionRequest", "ChatCompletion", "Chat completion"
+        ),
+        "/v1/audit": {
+            "get": {
+                "summary": "Newest audit records (auditor or admin)",
+                "parameters": [
+                    {
+                        "name": "limit",
+                        "in": "query",
+                        "required": False,
+                        "schema": {"type": "integer", "minimum": 1, "maximum": 10000},
+                    }
+                ],
+                "responses": {
+                    "200": _json(_ref("AuditLog"), "Audit records"),
+                    **_errors(400, 401, 403, 404, 405, 429),
+                },
+            }
+        },
+        "/health": {
+            "get": {**open_, "summary": "Liveness", "responses": {"200": text, **_errors(405)}}
+        },
+        "/ready": {
+            "get": {
+                **open_,
+                "summary": "Readiness: engine loaded and warmed",
+                "responses": {"200": text, **_errors(405, 503)},
+            }
+        },
+        "/metrics": {
+            "get": {
+                **({} if metrics_auth else open_),
+                "summary": "Prometheus metrics",
+                "responses": {"200": text, **_errors(401, 403, 405, 429)},
+            }
+        },
     }
     doc: dict[str, Any] = {
         "openapi": "3.1.0",

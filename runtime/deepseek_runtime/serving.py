@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -65,6 +65,35 @@ def encode(tokenizer: Any, text: str, chat: bool) -> tuple[int, ...]:
     return tuple(int(t) for t in tokenizer.encode(text, add_special_tokens=not chat))
 
 
+# Below these, sampling IS greedy decoding, and dividing logits by such a temperature (or
+# renormalizing such a nucleus) overflows to NaN: send them to the engine as temperature 0.
+GREEDY_BELOW_TEMPERATURE = 1e-5
+GREEDY_BELOW_TOP_P = 1e-6
+
+
+def sampling_params(
+    max_tokens: int,
+    temperature: float,
+    top_p: float,
+    top_k: int,
+    seed: int | None,
+    stop: tuple[str, ...],
+    ignore_eos: bool,
+) -> SamplingParams:
+    """SamplingParams for both doors (raises InvalidRequestError, a 400, when out of range)."""
+    if 0 < temperature < GREEDY_BELOW_TEMPERATURE or 0 < top_p < GREEDY_BELOW_TOP_P:
+        temperature, top_p = 0.0, 1.0
+    return SamplingParams(
+        max_tokens=max_tokens,
+        temperature=temperature,
+        top_p=top_p,
+        top_k=top_k,
+        seed=seed,
+        stop=stop,
+        ignore_eos=ignore_eos,
+    )
+
+
 def check_length(engine: Engine, prompt_tokens: int, max_tokens: int | None) -> int:
     """Returns max_tokens to use; raises PromptTooLongError (400) when it cannot fit."""
     limit = engine.max_model_len
@@ -95,7 +124,9 @@ class Generator:
         self.output_filter = output_filter
         self.metrics = metrics
 
-    def request(self, prefix: str, prompt: tuple[int, ...], params: SamplingParams):
+    def request(
+        self, prefix: str, prompt: tuple[int, ...], params: SamplingParams
+    ) -> GenerationRequest:
         return GenerationRequest(new_request_id(prefix), prompt, params)
 
     async def stream(self, request: GenerationRequest, door: str) -> AsyncIterator[Chunk]:
@@ -156,6 +187,7 @@ class Services:
     reasoning: bool = False
     ready: bool = False  # engine loaded and warmed, Triton (if on) bound
     draining: bool = False
+    triton_alive: Callable[[], bool] | None = None  # set once Triton is up
     created: int = field(default_factory=lambda: int(time.time()))
 
     def attach(self, engine: Engine) -> None:

@@ -54,9 +54,14 @@ def _tensors() -> tuple[list[Any], list[Any]]:
 
     inputs = [
         Tensor(name="text_input", shape=(1,), dtype=bytes),
-        opt("max_tokens", np.int32), opt("temperature", np.float32), opt("top_p", np.float32),
-        opt("top_k", np.int32), opt("seed", np.int64), opt("ignore_eos", np.bool_),
-        opt("stream", np.bool_), opt("stop", bytes, (-1,)),
+        opt("max_tokens", np.int32),
+        opt("temperature", np.float32),
+        opt("top_p", np.float32),
+        opt("top_k", np.int32),
+        opt("seed", np.int64),
+        opt("ignore_eos", np.bool_),
+        opt("stream", np.bool_),
+        opt("stop", bytes, (-1,)),
     ]
     outputs = [
         Tensor(name="text_output", shape=(1,), dtype=bytes),
@@ -86,13 +91,19 @@ class TritonFrontDoor:
         s = self.svc.settings
         tls = s.tls_cert is not None
         if tls:
-            log.warning("Triton's HTTP endpoint cannot do TLS: it listens on 127.0.0.1 only; "
-                        "use gRPC (TLS) or the OpenAI port from outside the pod")
+            log.warning(
+                "Triton's HTTP endpoint cannot do TLS: it listens on 127.0.0.1 only; "
+                "use gRPC (TLS) or the OpenAI port from outside the pod"
+            )
         config = TritonConfig(
-            http_address="127.0.0.1" if tls else s.host, http_port=s.triton_http_port,
-            grpc_address=s.host, grpc_port=s.triton_grpc_port,
-            metrics_port=s.triton_metrics_port, allow_metrics=True,
-            http_header_forward_pattern="authorization", grpc_header_forward_pattern="authorization",
+            http_address="127.0.0.1" if tls else s.host,
+            http_port=s.triton_http_port,
+            grpc_address=s.host,
+            grpc_port=s.triton_grpc_port,
+            metrics_port=s.triton_metrics_port,
+            allow_metrics=True,
+            http_header_forward_pattern="authorization",
+            grpc_header_forward_pattern="authorization",
             grpc_use_ssl=tls or None,
             grpc_server_cert=s.tls_cert if tls else None,
             grpc_server_key=s.tls_key if tls else None,
@@ -100,20 +111,42 @@ class TritonFrontDoor:
         )
         triton = Triton(config=config)
         inputs, outputs = _tensors()
-        triton.bind(self.name, self.door.stream_fn, inputs=inputs, outputs=outputs,
-                    config=ModelConfig(batching=False, decoupled=True), strict=True)
-        batch = max(1, min(s.max_num_seqs, 64))
         triton.bind(
-            f"{self.name}_sync", [self.door.whole_fn] * 2, inputs=inputs, outputs=outputs,
-            config=ModelConfig(batching=True, max_batch_size=batch,
-                               batcher=DynamicBatcher(max_queue_delay_microseconds=2000)),
+            self.name,
+            self.door.stream_fn,
+            inputs=inputs,
+            outputs=outputs,
+            config=ModelConfig(batching=False, decoupled=True),
+            strict=True,
+        )
+        batch = s.triton_max_batch_size or max(1, min(s.max_num_seqs, 64))
+        # One instance: PyTriton's multi-instance handshake races on a busy 2-core box
+        # ("Connection refused" at load). Concurrency comes from the dynamic batcher instead,
+        # whose batches the callable runs concurrently in the engine.
+        triton.bind(
+            f"{self.name}_sync",
+            self.door.whole_fn,
+            inputs=inputs,
+            outputs=outputs,
+            config=ModelConfig(
+                batching=True,
+                max_batch_size=batch,
+                batcher=DynamicBatcher(
+                    max_queue_delay_microseconds=int(s.triton_max_queue_delay_ms * 1000)
+                ),
+            ),
             strict=True,
         )
         self._triton = triton
         triton.run()
-        log.info("Triton serving models %s and %s_sync on HTTP :%d, gRPC :%d, metrics :%d",
-                 self.name, self.name, s.triton_http_port, s.triton_grpc_port,
-                 s.triton_metrics_port)
+        log.info(
+            "Triton serving models %s and %s_sync on HTTP :%d, gRPC :%d, metrics :%d",
+            self.name,
+            self.name,
+            s.triton_http_port,
+            s.triton_grpc_port,
+            s.triton_metrics_port,
+        )
 
     def is_alive(self) -> bool:
         return self._triton is not None and self._triton.is_alive()

@@ -18,17 +18,40 @@ from typing import Any
 import numpy as np
 
 from deepseek_runtime.audit import AuditRecord
-from deepseek_runtime.engine.protocol import EngineError, SamplingParams
+from deepseek_runtime.engine.protocol import EngineError
 from deepseek_runtime.security import AuthError, Permission, Principal
-from deepseek_runtime.serving import Chunk, Services, check_length, close_quietly, encode
+from deepseek_runtime.serving import (
+    Chunk,
+    Services,
+    check_length,
+    close_quietly,
+    encode,
+    sampling_params,
+)
 
 log = logging.getLogger(__name__)
 
 DEFAULT_MAX_TOKENS = 256
+_CODES = {400: "invalid_value", 429: "queue_full", 503: "unavailable"}
 
 
-class TritonRequestError(Exception):
-    """Reported to the Triton client as the request's error message."""
+class RequestRefused(Exception):
+    """Reported to the Triton client as the request's error message, "<status> <code>: why".
+
+    PyTriton formats errors with `traceback.format_exception`; hiding the traceback from
+    Python-level readers keeps our file paths and frames out of what clients see (the
+    interpreter itself still records it internally).
+    """
+
+    __module__ = "deepseek_runtime"
+
+    @property
+    def __traceback__(self) -> None:
+        return None
+
+    @__traceback__.setter
+    def __traceback__(self, value: object) -> None:
+        pass
 
 
 def _first(req: Any, name: str) -> Any | None:
@@ -42,16 +65,16 @@ def _text(value: Any) -> str:
     raw = value if isinstance(value, bytes) else str(value).encode()
     try:
         return raw.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise TritonRequestError("text_input must be UTF-8") from exc
+    except UnicodeDecodeError:
+        raise RequestRefused("400 invalid_value: text inputs must be UTF-8") from None
 
 
 def parse_request(req: Any) -> tuple[str, dict[str, Any]]:
     """(prompt, options) from a PyTriton request; shapes [1] and [batch, 1] both work."""
     prompt = _text(_first(req, "text_input") or b"")
     if not prompt:
-        raise TritonRequestError("400: text_input must be a non-empty string")
-    stops = np.asarray(req.data["stop"]).reshape(-1) if "stop" in req.data else []
+        raise RequestRefused("400 invalid_value: text_input must be a non-empty string")
+    stops: Any = np.asarray(req.data["stop"]).reshape(-1) if "stop" in req.data else []
 
     def get(name: str, cast: Any, default: Any) -> Any:
         value = _first(req, name)
@@ -69,19 +92,20 @@ def parse_request(req: Any) -> tuple[str, dict[str, Any]]:
     }
 
 
-def _output(text: str, chunk: Chunk | None) -> dict[str, np.ndarray]:
-    return {
+def _output(text: str, chunk: Chunk | None, batched: bool = False) -> dict[str, np.ndarray]:
+    """One response; `batched` adds the leading batch dimension the _sync model expects."""
+    out = {
         "text_output": np.array([text.encode("utf-8")], dtype=object),
-        "finish_reason": np.array([((chunk and chunk.finish_reason) or "").encode()],
-                                  dtype=object),
+        "finish_reason": np.array([((chunk and chunk.finish_reason) or "").encode()], dtype=object),
         "prompt_tokens": np.array([chunk.prompt_tokens if chunk else 0], dtype=np.int32),
         "completion_tokens": np.array([chunk.completion_tokens if chunk else 0], dtype=np.int32),
     }
+    return {k: v[np.newaxis] for k, v in out.items()} if batched else out
 
 
 def _error_output(exc: BaseException) -> dict[str, np.ndarray]:
-    out = _output("", None)
-    out["finish_reason"] = np.array([f"error: {exc}".encode()], dtype=object)
+    out = _output("", None, batched=True)
+    out["finish_reason"] = np.array([[f"error: {exc}".encode()]], dtype=object)
     return out
 
 
@@ -105,7 +129,7 @@ class TritonDoor:
             else:
                 self.svc.metrics.auth_failures.labels("triton", str(exc.status)).inc()
             record.status = exc.status
-            raise TritonRequestError(f"{exc.status} {exc.code}: {exc.message}") from None
+            raise RequestRefused(f"{exc.status} {exc.code}: {exc.message}") from None
         record.key, record.role = principal.name, str(principal.role)
         return principal
 
@@ -117,12 +141,20 @@ class TritonDoor:
             engine, generator = self.svc.require_engine()
             ids = await asyncio.to_thread(encode, engine.tokenizer, prompt, False)
             room = engine.max_model_len - len(ids)
-            max_tokens = check_length(engine, len(ids), opt["max_tokens"] or max(
-                1, min(DEFAULT_MAX_TOKENS, room)))
-            params = SamplingParams(
-                max_tokens=max_tokens, temperature=opt["temperature"], top_p=opt["top_p"],
-                top_k=opt["top_k"], seed=opt["seed"], stop=opt["stop"],
-                ignore_eos=opt["ignore_eos"],
+            wanted = opt["max_tokens"]
+            max_tokens = check_length(
+                engine,
+                len(ids),
+                max(1, min(DEFAULT_MAX_TOKENS, room)) if wanted is None else wanted,
+            )
+            params = sampling_params(
+                max_tokens,
+                opt["temperature"],
+                opt["top_p"],
+                opt["top_k"],
+                opt["seed"],
+                opt["stop"],
+                opt["ignore_eos"],
             )
             record.model, record.prompt_tokens = self.svc.model_name, len(ids)
             stream = generator.stream(generator.request("triton", ids, params), "triton")
@@ -140,7 +172,9 @@ class TritonDoor:
                 await close_quietly(stream)
         except EngineError as exc:
             record.status = exc.status_code
-            raise TritonRequestError(f"{exc.status_code}: {exc}") from None
+            raise RequestRefused(
+                f"{exc.status_code} {_CODES.get(exc.status_code)}: {exc}"
+            ) from None
 
     async def _run(self, req: Any, whole: bool) -> AsyncIterator[dict[str, np.ndarray]]:
         record = AuditRecord(endpoint=f"triton/{self.svc.model_name}", door="triton", status=200)
@@ -150,7 +184,7 @@ class TritonDoor:
         try:
             if self.svc.draining:
                 record.status = 503
-                raise TritonRequestError("503: the server is shutting down")
+                raise RequestRefused("503 unavailable: the server is shutting down")
             self._authorize(req, record)
             prompt, opt = parse_request(req)
             record.prompt = prompt
@@ -158,16 +192,16 @@ class TritonDoor:
             try:
                 if whole or not opt["stream"]:
                     last = None
-                    async for piece, last in pieces:
-                        text += piece
-                    yield _output(text, last)
+                    async for piece, chunk in pieces:
+                        text, last = text + piece, chunk
+                    yield _output(text, last, batched=whole)
                     return
                 async for piece, chunk in pieces:
                     text += piece
                     yield _output(piece, chunk)
             finally:
                 await close_quietly(pieces)
-        except TritonRequestError as exc:
+        except RequestRefused as exc:
             record.status = record.status if record.status != 200 else 400
             log.info("triton request refused: %s", exc)
             raise
@@ -194,14 +228,10 @@ class TritonDoor:
         results = await asyncio.gather(*(one(r) for r in requests), return_exceptions=True)
         if len(results) == 1 and isinstance(results[0], BaseException):
             raise results[0]
-        return [
-            _error_output(r) if isinstance(r, BaseException) else r for r in results
-        ]
+        return [_error_output(r) if isinstance(r, BaseException) else r for r in results]
 
     def wait_idle(self, timeout_s: float) -> bool:
         deadline = time.monotonic() + timeout_s
         while self.in_flight and time.monotonic() < deadline:
             time.sleep(0.05)
         return self.in_flight == 0
-
-

@@ -259,12 +259,6 @@ class OperatorProcess:
             return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
         return "(no operator log)"
 
-    def rss_bytes(self) -> int:
-        for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) * 1024
-        return 0
-
 
 def condition(obj: dict[str, Any], kind: str) -> dict[str, Any] | None:
     for cond in obj.get("status", {}).get("conditions", []) or []:
@@ -298,6 +292,19 @@ def make_namespace(kubectl: Kubectl, prefix: str) -> str:
     # The ServiceAccount admission plugin refuses pods until the default SA exists.
     wait_until(lambda: kubectl.ns(name).get("serviceaccount", "default"), 30, "default SA")
     return name
+
+
+def release_namespace(kubectl: Kubectl, namespace: str) -> None:
+    """Deletes a test namespace without leaving it stuck in Terminating.
+
+    kopf puts a finalizer on every DeepSeekDeployment (it has timers); with the test's operator
+    already stopped nobody would remove it, and the namespace would never go away. Tests that
+    exercise deletion do so while their operator runs; this is only the clean-up."""
+    ns = kubectl.ns(namespace)
+    result = ns("get", PLURAL, "-o", "name", check=False)
+    for name in result.stdout.split():
+        ns("patch", name, "--type=merge", "-p", '{"metadata":{"finalizers":null}}', check=False)
+    kubectl("delete", "namespace", namespace, "--wait=false", "--ignore-not-found", check=False)
 
 
 def wait_ready(ns: Kubectl, name: str, timeout: float = READY_TIMEOUT) -> dict[str, Any]:

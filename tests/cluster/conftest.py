@@ -32,6 +32,7 @@ from clusterkit import (
     Kubectl,
     OperatorProcess,
     make_namespace,
+    release_namespace,
     versions,
 )
 
@@ -100,7 +101,7 @@ def namespace(kubectl: Kubectl, request: pytest.FixtureRequest) -> Iterator[str]
     name = make_namespace(kubectl, f"t-{prefix}")
     yield name
     # Namespace deletion (and everything in it) is the controller-manager's job; don't wait.
-    kubectl("delete", "namespace", name, "--wait=false", "--ignore-not-found", check=False)
+    release_namespace(kubectl, name)
 
 
 @pytest.fixture(scope="session")

@@ -5,7 +5,6 @@ needs (checked by the API server's own authorizer) and no more; `helm uninstall`
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
 import pytest
 from clusterkit import REPO, Helm, Kubectl, make_namespace, wait_until
@@ -142,7 +141,7 @@ def test_cluster_wide_install(
 
 
 def test_namespaced_install(
-    kubectl: Kubectl, helm: Helm, crd: dict[str, object], namespace: str, tmp_path: Path
+    kubectl: Kubectl, helm: Helm, crd: dict[str, object], namespace: str
 ) -> None:
     watched = make_namespace(kubectl, "t-chart-watched")
     other = make_namespace(kubectl, "t-chart-other")

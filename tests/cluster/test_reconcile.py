@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import time
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -329,7 +328,7 @@ def test_deleting_the_cr_collects_every_child(
 
 
 def test_apply_to_children_latency_one_cr(
-    kubectl: Kubectl, namespace: str, operator: OperatorProcess, tmp_path: Path
+    kubectl: Kubectl, namespace: str, operator: OperatorProcess
 ) -> None:
     """A smoke number for the bench's target (< 0.5 s p50 with one CR); a generous bound here
     because kubectl's own start-up is in the measurement."""

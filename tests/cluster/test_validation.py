@@ -19,6 +19,7 @@ from clusterkit import (
     condition,
     dsd,
     make_namespace,
+    release_namespace,
     wait_children,
     wait_ready,
     wait_until,
@@ -89,7 +90,7 @@ INVALID: list[tuple[str, dict[str, Any], tuple[str, ...]]] = [
 def validation_namespace(kubectl: Kubectl, crd: dict[str, object]) -> Iterator[str]:
     name = make_namespace(kubectl, "t-validation")
     yield name
-    kubectl("delete", "namespace", name, "--wait=false", check=False)
+    release_namespace(kubectl, name)
 
 
 def test_enough_cases() -> None:

@@ -70,6 +70,9 @@ def _model_config(arch: str, vocab_size: int, eos_ids: list[int], pad_id: int) -
         "pad_token_id": pad_id,
         "bos_token_id": None,
         "tie_word_embeddings": False,
+        # Peakier than the default 0.02: with near-uniform attention a model ignores positions
+        # and padding, and a batching bug would not change its tokens.
+        "initializer_range": 0.1,
     }
     if arch == "llama":
         return LlamaConfig(
@@ -134,4 +137,78 @@ def smollm2_gguf() -> Path:
     return default_model_path()
 
 
+@pytest.fixture(scope="session")
+def smollm2_loaded(smollm2_gguf: Path) -> Any:
+    """The GGUF loaded once per session (~25 s on 2 cores): a LoadedModel in float32."""
+    from deepseek_runtime.loading import load_model
+
+    return load_model(smollm2_gguf)
+
+
 # --- servers ---
+# Real `deepseek-runtime serve` processes (tests/runtime/servers.py). Each starts once per
+# session: with Triton a start takes seconds, and the suite must fit in minutes on 2 cores.
+
+
+@pytest.fixture(scope="session")
+def api_server(tmp_path_factory: pytest.TempPathFactory, tiny_deepseek_v3_dir: Path) -> Any:
+    """Tiny DeepseekV3, Triton on, API keys, audit log; 2 running slots and a queue of 16."""
+    from servers import start_server, write_keys
+
+    work = tmp_path_factory.mktemp("api-server")
+    server = start_server(
+        work, "--model", str(tiny_deepseek_v3_dir), "--served-model-name", "tiny-deepseek",
+        "--api-keys", str(write_keys(work)), "--audit-log", str(work / "audit.log"),
+        "--max-num-seqs", "2", "--max-queue", "16", "--max-model-len", "256",
+        "--rate-limit-rps", "1000", "--rate-limit-burst", "1000",
+    )  # fmt: skip
+    server.extra["audit_log"] = work / "audit.log"
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def smollm2_server(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """The default model (SmolLM2-135M-Instruct GGUF, no --model), Triton on, no keys.
+    Module scope: test_smollm2_server.py ends by draining it with SIGTERM."""
+    from servers import start_server
+
+    server = start_server(tmp_path_factory.mktemp("smollm2-server"), "--max-num-seqs", "4")
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def tls_server(tmp_path_factory: pytest.TempPathFactory, tiny_llama_dir: Path) -> Any:
+    """HTTPS (TLS >= 1.3, trustme CA) and Triton gRPC over TLS; weights verified against a
+    manifest; a tight per-key rate limit (burst 5, 0.5/s); --metrics-auth; and an output
+    filter that ends every completion at its third character (random tiny-model text gives no
+    better target)."""
+    import sys
+
+    import trustme
+    from servers import run_to_exit, start_server, write_keys
+
+    work = tmp_path_factory.mktemp("tls-server")
+    ca = trustme.CA()
+    ca.cert_pem.write_to_path(str(work / "ca.pem"))
+    leaf = ca.issue_cert("127.0.0.1", "localhost")
+    leaf.private_key_pem.write_to_path(str(work / "key.pem"))
+    leaf.cert_chain_pems[0].write_to_path(str(work / "cert.pem"))
+    for extra in leaf.cert_chain_pems[1:]:
+        with (work / "cert.pem").open("ab") as f:
+            f.write(extra.bytes())
+    (work / "filter.txt").write_text("# any three characters\n(?s).{3}\n")
+    manifest = work / "manifest.json"
+    made = run_to_exit([sys.executable, "-m", "deepseek_runtime.cli", "manifest",
+                        str(tiny_llama_dir), "-o", str(manifest)])  # fmt: skip
+    assert made.returncode == 0, made.stderr
+    server = start_server(
+        work, "--model", str(tiny_llama_dir), "--tls-cert", str(work / "cert.pem"),
+        "--tls-key", str(work / "key.pem"), "--tls-min-version", "1.3",
+        "--api-keys", str(write_keys(work)), "--metrics-auth", "--output-filter",
+        str(work / "filter.txt"), "--output-filter-holdback", "8",
+        "--rate-limit-rps", "0.5", "--rate-limit-burst", "5", "--verify-manifest", str(manifest),
+    )  # fmt: skip
+    yield server
+    server.stop()

@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from deepseek_runtime.engine.protocol import (
+    EngineError,
     EngineObserver,
     EngineShuttingDownError,
     EngineStats,
@@ -44,7 +45,9 @@ class FakeTokenizer:
         return "".join(chr(i - 3) for i in ids if i >= 3)
 
     def apply_chat_template(
-        self, messages: list[dict[str, str]], tokenize: bool = False,
+        self,
+        messages: list[dict[str, str]],
+        tokenize: bool = False,
         add_generation_prompt: bool = True,
     ) -> str:
         text = "".join(f"<|{m['role']}|>{m['content']}\n" for m in messages)
@@ -55,7 +58,8 @@ class FakeTokenizer:
 
 
 def echo_reply(prompt: str) -> str:
-    last = prompt.rstrip().split("\n")[-1].removeprefix("<|assistant|>")
+    """'You said: <the last line of the prompt, without chat markup>'."""
+    last = prompt.removesuffix("<|assistant|>").rstrip().split("\n")[-1]
     return f"You said: {last.split('|>')[-1]}"
 
 
@@ -71,6 +75,7 @@ class FakeEngine:
         token_delay_s: float = 0.002,
         observer: EngineObserver | None = None,
         think_tags: bool = False,
+        fail_after: int | None = None,
     ) -> None:
         self.model_name = model_name
         self.max_model_len = max_model_len
@@ -79,6 +84,7 @@ class FakeEngine:
         self.max_running, self.max_queue = max_running, max_queue
         self.token_delay_s = token_delay_s
         self.observer = observer
+        self.fail_after = fail_after  # raise EngineError after this many tokens (a runner crash)
         self.waiting = self.running = 0
         self.aborted = 0
         self.submitted: list[GenerationRequest] = []
@@ -133,6 +139,8 @@ class FakeEngine:
                     self.observer.on_first_token(time.monotonic() - arrival)
                 if self.observer:
                     self.observer.on_step(self.running, 0, 1)
+                if i == self.fail_after:
+                    raise EngineError("generation failed: the runner crashed")
                 out += char
                 delta = GenerationDelta(char, [ord(char) + 3], None, n_prompt, i + 1)
                 stop = next((s for s in params.stop if s in out), None)

@@ -1,30 +1,30 @@
 """The only code that runs the model: prefill and batched decode over one left-padded KV cache.
 
-The running sequences share one transformers DynamicCache whose rows are left-padded to a
-common length; a 2-D attention mask hides the padding and explicit position_ids give every
-row its own positions, which is exactly what `generate` does for a padded batch. New sequences
-prefill as their own left-padded batch and are then spliced into the running cache; finished
-ones are cut out (and all-padding columns trimmed). Each layer's cache is a [batch, heads,
-length, dim] tensor whatever the architecture (DeepseekV3's MLA stores its compressed latent
-and rope key as one "head"), so splicing only touches dims 0 and -2. This does not depend on
-transformers' paged continuous batching, which fails on MLA.
+The running sequences share one cache (kvcache.py) whose rows are left-padded to a common
+length; a 2-D attention mask hides the padding and explicit position_ids give every row its own
+positions, which is exactly what `generate` does for a padded batch, so greedy tokens match it.
+New sequences prefill as their own left-padded batch and are then spliced into the running
+cache; finished ones are cut out (and all-padding columns trimmed). This works the same for
+Llama, Qwen2 and DeepseekV3 (MLA + MoE), unlike transformers' paged continuous batching, which
+fails on MLA.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence as Seq
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from transformers import DynamicCache
 
-from deepseek_runtime.engine import sampling
+from deepseek_runtime.engine import kvcache, sampling
 from deepseek_runtime.engine.scheduler import ScheduledBatch
 from deepseek_runtime.engine.sequence import Sequence
 
 
 class ModelRunner:
-    def __init__(self, model: torch.nn.Module, pad_token_id: int = 0, seed: int | None = None):
+    def __init__(self, model: Any, pad_token_id: int = 0, seed: int | None = None):
         self.model = model.eval()
         self.device = next(model.parameters()).device
         self.pad_token_id = pad_token_id
@@ -40,12 +40,8 @@ class ModelRunner:
 
     @property
     def num_rows(self) -> int:
+        """Sequences whose KV the runner holds (0 once everything finished or was aborted)."""
         return len(self._rows)
-
-    @property
-    def cache_shape(self) -> tuple[int, int]:
-        """(rows, padded length) of the running cache: what the decode step really computes."""
-        return (0, 0) if self._mask is None else (self._mask.shape[0], self._mask.shape[1])
 
     @torch.inference_mode()
     def run(self, batch: ScheduledBatch) -> list[int]:
@@ -62,7 +58,7 @@ class ModelRunner:
             mask[row, longest - seq.prompt_len :] = 1
         mask = mask.to(self.device)
         positions = (mask.cumsum(-1) - 1).clamp(min=0)
-        cache = DynamicCache(config=self.model.config)
+        cache = kvcache.new_cache()
         logits = self._forward(input_ids.to(self.device), mask, positions, cache)
         for seq in seqs:
             self._generators[seq.seq_id] = sampling.make_generator(seq.params, self.device)
@@ -100,11 +96,13 @@ class ModelRunner:
         mask = self._mask[keep]
         # Columns that are padding in every remaining row cost compute and hide nothing.
         start = int((mask.sum(0) > 0).nonzero()[0])
-        index = torch.tensor(keep, device=self.device)
-        for layer in self._cache.layers:
-            layer.keys = layer.keys.index_select(0, index)[..., start:, :]
-            layer.values = layer.values.index_select(0, index)[..., start:, :]
+        kvcache.keep_rows(self._cache, torch.tensor(keep, device=self.device), start)
         self._mask = mask[:, start:]
+
+    def reset(self) -> None:
+        """Forget every row (after a failed step left the cache in an unknown state)."""
+        self._rows, self._cache, self._mask = [], None, None
+        self._generators.clear()
 
     def _forward(
         self,
@@ -132,16 +130,9 @@ class ModelRunner:
             self._rows, self._cache, self._mask = list(seq_ids), cache, mask
             return
         length = max(self._mask.shape[1], mask.shape[1])
-        for old, new in zip(self._cache.layers, cache.layers, strict=True):
-            old.keys = torch.cat([_left_pad(old.keys, length), _left_pad(new.keys, length)])
-            old.values = torch.cat([_left_pad(old.values, length), _left_pad(new.values, length)])
+        kvcache.concat(self._cache, cache, length)
         self._mask = torch.cat([_left_pad_mask(self._mask, length), _left_pad_mask(mask, length)])
         self._rows.extend(seq_ids)
-
-
-def _left_pad(x: torch.Tensor, length: int) -> torch.Tensor:
-    """Zero-pad dim -2 of a [batch, heads, len, dim] cache tensor on the left to `length`."""
-    return x if x.shape[-2] == length else F.pad(x, (0, 0, length - x.shape[-2], 0))
 
 
 def _left_pad_mask(mask: torch.Tensor, length: int) -> torch.Tensor:

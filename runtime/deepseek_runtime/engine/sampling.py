@@ -12,9 +12,13 @@ import torch
 
 from deepseek_runtime.engine.protocol import SamplingParams
 
+# Below these, float32 arithmetic turns logits into inf/NaN; they mean "greedy" anyway.
+MIN_TEMPERATURE = 1e-5
+MIN_TOP_P = 1e-6
+
 
 def is_greedy(params: SamplingParams) -> bool:
-    return params.temperature == 0.0 or params.top_k == 1
+    return params.temperature < MIN_TEMPERATURE or params.top_k == 1
 
 
 def make_generator(params: SamplingParams, device: torch.device) -> torch.Generator | None:
@@ -24,7 +28,9 @@ def make_generator(params: SamplingParams, device: torch.device) -> torch.Genera
     return torch.Generator(device=device).manual_seed(params.seed)
 
 
-def filter_logits(logits: torch.Tensor, top_k: torch.Tensor, top_p: torch.Tensor) -> torch.Tensor:
+def filter_logits(
+    logits: torch.Tensor, top_k: torch.Tensor, top_p: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Sorted (descending) logits with tokens outside top-k / top-p set to -inf, and their ids."""
     sorted_logits, sorted_ids = logits.sort(dim=-1, descending=True)
     ranks = torch.arange(logits.shape[-1], device=logits.device).expand_as(sorted_logits)
@@ -51,7 +57,7 @@ def sample(
     sub = logits[rows].float()
     temperature = torch.tensor([params[i].temperature for i in rows], device=device)
     top_k = torch.tensor([params[i].top_k for i in rows], device=device)
-    top_p = torch.tensor([params[i].top_p for i in rows], device=device)
+    top_p = torch.tensor([params[i].top_p for i in rows], device=device).clamp(min=MIN_TOP_P)
     sorted_logits, sorted_ids = filter_logits(sub / temperature.unsqueeze(-1), top_k, top_p)
     probs = sorted_logits.softmax(dim=-1)
     for j, i in enumerate(rows):

@@ -55,8 +55,9 @@ class Scheduler:
     def add(self, seq: Sequence) -> None:
         if seq.kv_reservation > self.kv_cache_tokens:
             # It could never be admitted; the engine clamps max_tokens so this is a bug upstream.
-            raise ValueError(f"sequence needs {seq.kv_reservation} KV tokens, budget is "
-                             f"{self.kv_cache_tokens}")
+            raise ValueError(
+                f"sequence needs {seq.kv_reservation} KV tokens, budget is {self.kv_cache_tokens}"
+            )
         seq.status = SequenceStatus.WAITING
         self.waiting.append(seq)
 

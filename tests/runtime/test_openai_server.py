@@ -1,0 +1,169 @@
+"""The OpenAI door of a real server process (tiny DeepseekV3) with the official `openai` client."""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import httpx
+import openai
+import pytest
+from servers import KEYS, RuntimeServer, auth
+
+pytestmark = pytest.mark.runtime
+
+MODEL = "tiny-deepseek"
+
+
+def client(server: RuntimeServer, role: str = "inference") -> openai.OpenAI:
+    return openai.OpenAI(base_url=server.url("/v1"), api_key=KEYS[role], max_retries=0)
+
+
+def metric(server: RuntimeServer, name: str, labels: str = "") -> float:
+    text = httpx.get(server.url("/metrics"), timeout=10).text
+    match = re.search(rf"^{re.escape(name)}{re.escape(labels)} (\S+)$", text, re.MULTILINE)
+    return float(match.group(1)) if match else 0.0
+
+
+def test_models(api_server: RuntimeServer) -> None:
+    models = client(api_server).models.list()
+    assert [m.id for m in models.data] == [MODEL]
+
+
+def test_chat(api_server: RuntimeServer) -> None:
+    reply = client(api_server).chat.completions.create(
+        model=MODEL, messages=[{"role": "user", "content": "Hello there"}], max_tokens=12,
+        temperature=0,
+    )  # fmt: skip
+    choice = reply.choices[0]
+    assert isinstance(choice.message.content, str) and choice.message.role == "assistant"
+    assert choice.finish_reason in ("stop", "length")
+    assert reply.usage is not None and reply.usage.prompt_tokens > 3
+    assert 0 < reply.usage.completion_tokens <= 12
+
+
+def test_chat_stream_with_usage(api_server: RuntimeServer) -> None:
+    stream = client(api_server).chat.completions.create(
+        model=MODEL, messages=[{"role": "user", "content": "Count"}], max_tokens=20,
+        stream=True, stream_options={"include_usage": True}, extra_body={"ignore_eos": True},
+    )  # fmt: skip
+    chunks = list(stream)
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    finishes = [c.choices[0].finish_reason for c in chunks if c.choices]
+    assert finishes[-1] == "length" and text
+    assert chunks[-1].usage is not None and chunks[-1].usage.completion_tokens == 20
+
+
+def test_completions_whole_and_streamed_agree_greedily(api_server: RuntimeServer) -> None:
+    c = client(api_server)
+    args: dict[str, Any] = {"model": MODEL, "prompt": "The capital of", "max_tokens": 10,
+                            "temperature": 0, "extra_body": {"ignore_eos": True}}  # fmt: skip
+    whole = c.completions.create(**args)
+    streamed = "".join(ch.choices[0].text for ch in c.completions.create(**args, stream=True))
+    assert whole.choices[0].text == streamed
+    assert whole.usage is not None and whole.usage.completion_tokens == 10
+
+
+def test_unknown_model_and_bad_requests(api_server: RuntimeServer) -> None:
+    c = client(api_server)
+    with pytest.raises(openai.NotFoundError):
+        c.completions.create(model="gpt-9", prompt="x", max_tokens=1)
+    with pytest.raises(openai.BadRequestError, match="context"):
+        c.completions.create(model=MODEL, prompt="word " * 400, max_tokens=1)
+    with pytest.raises(openai.BadRequestError, match="n=1"):
+        c.completions.create(model=MODEL, prompt="x", max_tokens=1, n=2)
+
+
+def test_401_403(api_server: RuntimeServer) -> None:
+    ask = {"model": MODEL, "prompt": "x", "max_tokens": 1}
+    with pytest.raises(openai.AuthenticationError):
+        openai.OpenAI(base_url=api_server.url("/v1"), api_key="wrong", max_retries=0
+                      ).completions.create(**ask)  # fmt: skip
+    with pytest.raises(openai.PermissionDeniedError, match="auditor"):
+        client(api_server, "auditor").completions.create(**ask)
+    r = httpx.post(api_server.url("/v1/completions"), json=ask)
+    assert r.status_code == 401 and r.json()["error"]["code"] == "missing_key"
+    assert httpx.get(api_server.url("/v1/audit"), headers=auth("inference")).status_code == 403
+
+
+def test_audit_log_has_fields_but_no_text(api_server: RuntimeServer) -> None:
+    marker = "zebra-quartz-marker"
+    client(api_server, "admin").completions.create(model=MODEL, prompt=marker, max_tokens=3)
+    records = httpx.get(api_server.url("/v1/audit?limit=50"), headers=auth("auditor")).json()
+    mine = [r for r in records["data"] if r["key"] == "admin-key"][-1]
+    assert mine["endpoint"] == "/v1/completions" and mine["status"] == 200
+    assert mine["role"] == "admin" and mine["model"] == MODEL
+    assert mine["completion_tokens"] == 3 and mine["prompt_tokens"] > 0
+    assert mine["client"] == "127.0.0.1" and mine["latency_s"] > 0 and mine["time"]
+    raw = api_server.extra["audit_log"].read_text()
+    assert marker not in raw
+    assert all(json.loads(line) for line in raw.splitlines())
+
+
+def wait_idle(server: RuntimeServer, timeout_s: float = 30) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if metric(server, "deepseek_requests_running") == 0 and metric(
+            server, "deepseek_requests_waiting") == 0:  # fmt: skip
+            return
+        time.sleep(0.05)
+    raise AssertionError("the engine did not go idle")
+
+
+def test_client_disconnect_mid_stream_frees_its_slot(api_server: RuntimeServer) -> None:
+    wait_idle(api_server)
+    aborted = metric(api_server, "deepseek_requests_finished_total", '{finish_reason="abort"}')
+    body = {"model": MODEL, "prompt": "Go", "max_tokens": 240, "ignore_eos": True,
+            "stream": True}  # fmt: skip
+    with httpx.stream("POST", api_server.url("/v1/completions"), json=body,
+                      headers=auth("inference"), timeout=30) as r:  # fmt: skip
+        assert r.status_code == 200
+        next(r.iter_lines())  # one event arrived; now hang up
+    wait_idle(api_server, 10)
+    after = metric(api_server, "deepseek_requests_finished_total", '{finish_reason="abort"}')
+    assert after == aborted + 1  # the engine aborted it rather than generating all 240
+
+
+def test_queue_gauge_rises_under_load_and_returns_to_zero(api_server: RuntimeServer) -> None:
+    wait_idle(api_server)
+    body = {"model": MODEL, "prompt": "Load", "max_tokens": 96, "ignore_eos": True}
+    peak = {"waiting": 0.0, "running": 0.0}
+    done = threading.Event()
+
+    def sample() -> None:
+        while not done.is_set():
+            for name in peak:
+                peak[name] = max(peak[name], metric(api_server, f"deepseek_requests_{name}"))
+            time.sleep(0.01)
+
+    sampler = threading.Thread(target=sample)
+    sampler.start()
+    with ThreadPoolExecutor(16) as pool:
+        statuses = list(pool.map(lambda _: httpx.post(
+            api_server.url("/v1/completions"), json=body, headers=auth("inference"), timeout=120
+        ).status_code, range(16)))  # fmt: skip
+    done.set()
+    sampler.join()
+    assert statuses == [200] * 16
+    assert peak["running"] == 2  # --max-num-seqs 2
+    assert peak["waiting"] >= 4, peak
+    wait_idle(api_server, 5)
+
+
+def test_queue_full_is_429_with_retry_after(api_server: RuntimeServer) -> None:
+    wait_idle(api_server)
+    body = {"model": MODEL, "prompt": "Flood", "max_tokens": 48, "ignore_eos": True}
+    with ThreadPoolExecutor(40) as pool:
+        responses = list(pool.map(lambda _: httpx.post(
+            api_server.url("/v1/completions"), json=body, headers=auth("inference"), timeout=120
+        ), range(40)))  # fmt: skip
+    refused = [r for r in responses if r.status_code == 429]
+    assert refused, [r.status_code for r in responses]
+    assert all(r.headers["retry-after"].isdigit() for r in refused)
+    assert refused[0].json()["error"]["code"] == "queue_full"
+    assert {r.status_code for r in responses} <= {200, 429}
+    wait_idle(api_server)

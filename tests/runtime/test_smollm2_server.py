@@ -1,0 +1,129 @@
+"""The default model (real SmolLM2 GGUF) answers sensibly through both doors; SIGTERM drains.
+
+The drain test stops the server, so it runs last in this module (the fixture is module-scoped).
+"""
+
+from __future__ import annotations
+
+import json
+import queue
+import signal
+import threading
+import time
+from typing import Any
+
+import httpx
+import numpy as np
+import openai
+import pytest
+import tritonclient.grpc as grpcclient
+from servers import RuntimeServer
+
+pytestmark = pytest.mark.runtime
+
+QUESTION = "What is the capital of France?"
+
+
+def triton_stream(server: RuntimeServer, prompt: str, max_tokens: int, ignore_eos: bool,
+                  started: threading.Event | None = None) -> list[Any]:  # fmt: skip
+    client = grpcclient.InferenceServerClient(f"127.0.0.1:{server.triton_grpc}")
+    results: queue.Queue[tuple[Any, Any]] = queue.Queue()
+    client.start_stream(callback=lambda result, error: results.put((result, error)))
+    values = {"text_input": np.array([prompt.encode()], dtype=object),
+              "max_tokens": np.array([max_tokens], dtype=np.int32),
+              "temperature": np.array([0.0], dtype=np.float32),
+              "ignore_eos": np.array([ignore_eos], dtype=np.bool_)}  # fmt: skip
+    inputs = []
+    for name, value in values.items():
+        dtype = {"object": "BYTES", "int32": "INT32", "float32": "FP32", "bool": "BOOL"}
+        tensor = grpcclient.InferInput(name, list(value.shape), dtype[value.dtype.name])
+        tensor.set_data_from_numpy(value)
+        inputs.append(tensor)
+    client.async_stream_infer(server_model(server), inputs, enable_empty_final_response=True)
+    responses = []
+    try:
+        while True:
+            result, error = results.get(timeout=120)
+            if error is not None:
+                raise error
+            if result.get_response().parameters["triton_final_response"].bool_param:
+                return responses
+            responses.append(result)
+            if started is not None:
+                started.set()
+    finally:
+        client.stop_stream()
+
+
+def server_model(server: RuntimeServer) -> str:
+    return str(httpx.get(server.url("/v1/models"), timeout=10).json()["data"][0]["id"])
+
+
+def test_openai_chat_knows_paris(smollm2_server: RuntimeServer) -> None:
+    client = openai.OpenAI(base_url=smollm2_server.url("/v1"), api_key="unused", max_retries=0)
+    reply = client.chat.completions.create(
+        model=server_model(smollm2_server), temperature=0, max_tokens=24,
+        messages=[{"role": "user", "content": QUESTION}],
+    )  # fmt: skip
+    assert "Paris" in (reply.choices[0].message.content or "")
+
+
+def test_openai_chat_stream_knows_paris(smollm2_server: RuntimeServer) -> None:
+    client = openai.OpenAI(base_url=smollm2_server.url("/v1"), api_key="unused", max_retries=0)
+    stream = client.chat.completions.create(
+        model=server_model(smollm2_server), temperature=0, max_tokens=24, stream=True,
+        messages=[{"role": "user", "content": QUESTION}],
+    )  # fmt: skip
+    assert "Paris" in "".join(c.choices[0].delta.content or "" for c in stream if c.choices)
+
+
+def test_triton_knows_paris(smollm2_server: RuntimeServer) -> None:
+    responses = triton_stream(smollm2_server, "The capital of France is", 8, ignore_eos=False)
+    text = "".join(r.as_numpy("text_output")[0].decode() for r in responses)
+    assert "Paris" in text
+
+
+def test_sigterm_drains_both_doors_then_exits_zero(smollm2_server: RuntimeServer) -> None:
+    outcome: dict[str, Any] = {}
+    openai_started, triton_started = threading.Event(), threading.Event()
+
+    def openai_side() -> None:
+        body = {"prompt": "Once upon a time", "max_tokens": 48, "ignore_eos": True,
+                "stream": True, "temperature": 0}  # fmt: skip
+        with httpx.stream("POST", smollm2_server.url("/v1/completions"), json=body,
+                          timeout=120) as r:  # fmt: skip
+            lines = []
+            for line in r.iter_lines():
+                lines.append(line)
+                openai_started.set()
+        outcome["openai"] = lines
+
+    def triton_side() -> None:
+        outcome["triton"] = triton_stream(smollm2_server, "Once upon a time", 48, True,
+                                          triton_started)  # fmt: skip
+
+    threads = [threading.Thread(target=openai_side), threading.Thread(target=triton_side)]
+    for t in threads:
+        t.start()
+    assert openai_started.wait(60) and triton_started.wait(60)
+    smollm2_server.proc.send_signal(signal.SIGTERM)
+    time.sleep(0.5)
+    assert_refused_or_draining(smollm2_server)
+    for t in threads:
+        t.join(120)
+    assert smollm2_server.proc.wait(120) == 0, smollm2_server.tail()
+    events = [line[6:] for line in outcome["openai"] if line.startswith("data: ")]
+    assert events[-1] == "[DONE]"
+    assert json.loads(events[-2])["choices"][0]["finish_reason"] == "length"
+    last = outcome["triton"][-1]
+    assert int(last.as_numpy("completion_tokens")[0]) == 48
+    assert last.as_numpy("finish_reason")[0] == b"length"
+
+
+def assert_refused_or_draining(server: RuntimeServer) -> None:
+    """After SIGTERM: no new connections (or, on a kept-alive one, /ready is 503)."""
+    try:
+        status = httpx.get(server.url("/ready"), timeout=5).status_code
+    except httpx.ConnectError:
+        return
+    assert status == 503
