@@ -49,6 +49,7 @@ lint: install ## ruff, import-linter contracts, mypy, hadolint
 	$(BIN)/lint-imports
 	$(BIN)/mypy
 	$(BIN)/hadolint runtime/Dockerfile
+	$(BIN)/shellcheck -x hack/*.sh .ci/run
 
 .PHONY: format
 format: install ## apply ruff's fixes and formatting
@@ -76,8 +77,14 @@ demo: install control-plane ## local cluster + operator + example CR + runtime a
 	bash hack/demo.sh
 
 .PHONY: bench
-bench: install control-plane ## benchmarks; tables land in bench/results/
+bench: bench-reconcile bench-runtime ## every benchmark; tables land in bench/results/
+
+.PHONY: bench-reconcile
+bench-reconcile: install control-plane ## 1/50/300 CRs on the local control plane -> bench/results/reconcile.md
 	$(PY) bench/reconcile.py
+
+.PHONY: bench-runtime
+bench-runtime: install ## generate vs static batch vs served (OpenAI, Triton) -> bench/results/runtime.md
 	$(PY) bench/runtime.py
 
 .PHONY: clean

@@ -74,8 +74,11 @@ def _fire(environment: Any, name: str, ms: float, size: int, exc: Exception | No
 
 
 class ChatStreamUser(HttpUser):
+    backoff_s = 0.0  # after a failure: Retry-After, else 1 s, so errors do not spin
+
     def wait_time(self) -> float:
-        return float(self.environment.parsed_options.wait_s or 0.0)
+        pause, self.backoff_s = self.backoff_s, 0.0
+        return float(self.environment.parsed_options.wait_s or 0.0) + pause
 
     def on_start(self) -> None:
         key = os.environ.get("DEEPSEEK_API_KEY", "")
@@ -116,6 +119,8 @@ class ChatStreamUser(HttpUser):
         ) as resp:
             if resp.status_code != 200:
                 resp.failure(f"HTTP {resp.status_code}: {resp.text[:200]}")
+                retry = resp.headers.get("Retry-After", "")
+                self.backoff_s = min(float(retry), 30.0) if retry.isdigit() else 1.0
                 return
             try:
                 for line in resp.iter_lines():
@@ -141,6 +146,7 @@ class ChatStreamUser(HttpUser):
             except Exception as exc:  # a broken stream is a failed request, not a crash
                 error = exc
                 resp.failure(str(exc)[:200])
+                self.backoff_s = 1.0
         end = time.perf_counter()
         _fire(self.environment, "stream", (end - start) * 1000, tokens, error)
         if error is None:

@@ -253,13 +253,9 @@ def run_round(
     with contextlib.suppress(client.ApiException):
         core.delete_namespace(namespace)
     wait(lambda: not namespace_exists(core, namespace), 120, f"old {namespace} gone")
+    labels = {"pod-security.kubernetes.io/enforce": "restricted"}
     core.create_namespace(
-        {
-            "metadata": {
-                "name": namespace,
-                "labels": {"pod-security.kubernetes.io/enforce": "restricted"},
-            }
-        }
+        client.V1Namespace(metadata=client.V1ObjectMeta(name=namespace, labels=labels))
     )
     wait(lambda: service_account_exists(core, namespace), 60, "default ServiceAccount")
 
@@ -318,12 +314,6 @@ def run_round(
             ready_s.append(seen.ready[name] - applied[name])
     last_ready = max(seen.ready.values(), default=end)
     # Gone before the next round starts: its garbage collection would load the next round.
-    # kopf's finalizers stay on the CRs once the operator is stopped, so they go first.
-    for name in names:
-        with contextlib.suppress(client.ApiException):
-            api.patch_namespaced_custom_object(
-                GROUP, VERSION, namespace, PLURAL, name, {"metadata": {"finalizers": None}}
-            )
     with contextlib.suppress(client.ApiException):
         core.delete_namespace(namespace)
     with contextlib.suppress(TimeoutError):
@@ -386,10 +376,12 @@ def add_gpu_nodes(core: client.CoreV1Api, run_dir: Path) -> list[str]:
 def all_nodes_ready(core: client.CoreV1Api, names: list[str]) -> bool:
     ready = set()
     for node in core.list_node().items:
-        conditions = {c.type: c.status for c in node.status.conditions or []}
-        taints = node.spec.taints or []
-        if conditions.get("Ready") == "True" and not taints:
-            ready.add(node.metadata.name)
+        status, spec, meta = node.status, node.spec, node.metadata
+        if status is None or meta is None:
+            continue
+        conditions = {c.type: c.status for c in status.conditions or []}
+        if conditions.get("Ready") == "True" and not (spec and spec.taints):
+            ready.add(meta.name)
     return set(names) <= ready
 
 

@@ -247,21 +247,31 @@ class Server:
 
 
 def start_server(
-    model_dir: Path, workdir: Path, threads: int | None, variant: Variant, gpu: bool, seqs: int
+    model_dir: Path,
+    workdir: Path,
+    threads: int | None,
+    variant: Variant,
+    gpu: bool,
+    seqs: int,
+    extra: list[str] | None = None,
+    command: list[str] | None = None,
 ) -> Server:
+    """`deepseek-runtime serve` (or `command`) on free ports; waits for OpenAI and Triton."""
     port, http, grpc, metrics = (free_port() for _ in range(4))
+    exe = REPO / ".venv" / "bin" / "deepseek-runtime"
+    if command is None:
+        command = [str(exe)] if exe.exists() else [sys.executable, "-m", "deepseek_runtime.cli"]
     argv = [
-        str(REPO / ".venv" / "bin" / "deepseek-runtime"),
+        *command,
         "serve", "--model", str(model_dir), "--served-model-name", SERVED_NAME,
         "--port", str(port), "--triton-http-port", str(http), "--triton-grpc-port", str(grpc),
         "--triton-metrics-port", str(metrics), "--max-num-seqs", str(seqs),
         "--dtype", variant.dtype, "--quantization", variant.quantization,
         "--rate-limit-rps", "0", "--log-level", "warning",
     ]  # fmt: skip
-    if not Path(argv[0]).exists():
-        argv[:1] = [sys.executable, "-m", "deepseek_runtime.cli"]
     if threads is not None:
         argv += ["--torch-threads", str(threads)]
+    argv += extra or []
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     if not gpu:
         env["CUDA_VISIBLE_DEVICES"] = ""
@@ -436,6 +446,7 @@ class Plan:
     prompt_tokens: int
     levels: list[int]
     requests: dict[int, int]  # served requests per concurrency level (and prompts one-at-a-time)
+    server_args: list[str] = field(default_factory=list)  # appended to `serve`
 
 
 def pct(values: list[float], q: float) -> float:
@@ -607,7 +618,7 @@ def run_variant(
     biggest = max(plan.levels)
     prompts = make_prompts(loaded.tokenizer, max(plan.requests.values()), plan.prompt_tokens)
     log(f"[{variant.label}] starting deepseek-runtime serve")
-    server = start_server(model_dir, workdir, threads, variant, gpu, seqs=biggest)
+    server = start_server(model_dir, workdir, threads, variant, gpu, biggest, plan.server_args)
     log(f"[{variant.label}] server ready: {' '.join(server.argv[1:])}")
     cpu = CpuMeter(server.proc.pid)
     all_cores = os.cpu_count() or 1
@@ -616,9 +627,14 @@ def run_variant(
         generate_batch(loaded, gen_config, prompts[:biggest], plan.new_tokens)
         served_run("openai", server, prompts, biggest, biggest, plan.new_tokens)
         served_run("triton", server, prompts, biggest, biggest, plan.new_tokens)
-        steps: list[tuple[str, int]] = [("generate one-at-a-time", 1)]
-        steps += [("generate static batch", c) for c in plan.levels if c > 1]
+        # Each level's baseline sits next to its served runs, and one-at-a-time next to the
+        # biggest level, so each target's ratio compares runs made seconds apart.
+        steps: list[tuple[str, int]] = []
         for c in plan.levels:
+            if c == biggest:
+                steps.append(("generate one-at-a-time", 1))
+            if c > 1:
+                steps.append((STATIC, c))
             steps += [("openai", c), ("triton", c)]
         extra_static = not gpu and threads is not None and threads < all_cores
         rounds: list[dict[tuple[str, int], Run]] = []
@@ -727,6 +743,12 @@ def main() -> int:
         help="DTYPE/QUANTIZATION, repeatable (default: float32/none on CPU; bfloat16/none, "
         "bfloat16/int8, bfloat16/int4 and auto/fp8 on a GPU)",
     )
+    parser.add_argument(
+        "--server-arg",
+        action="append",
+        default=[],
+        help="extra `serve` argument, repeatable (e.g. --server-arg=--triton-chunk-ms=100)",
+    )
     parser.add_argument("--output", type=Path, default=DEFAULT_OUTPUT)
     args = parser.parse_args()
 
@@ -742,7 +764,7 @@ def main() -> int:
     else:
         requests = {c: 8 if c == 1 else max(32, 2 * c) for c in levels}
     requests.setdefault(1, 2 if args.quick else 8)
-    plan = Plan(rounds, args.new_tokens, args.prompt_tokens, levels, requests)
+    plan = Plan(rounds, args.new_tokens, args.prompt_tokens, levels, requests, args.server_arg)
     threads = args.torch_threads
     if threads is None and not gpu:
         threads = max(1, len(os.sched_getaffinity(0)) - 1)  # the server's own default

@@ -181,7 +181,7 @@ def write_certificates(pki: Path) -> None:
     )
 
     serving_key = ec.generate_private_key(ec.SECP256R1())
-    service_ip = next(ipaddress.ip_network(SERVICE_CIDR).hosts())  # kubernetes.default's IP
+    service_ip = ipaddress.IPv4Network(SERVICE_CIDR)[1]  # kubernetes.default's IP
     names: list[x509.GeneralName] = [
         x509.DNSName(name)
         for name in (

@@ -1,7 +1,8 @@
 """kopf wiring: thin handlers that call into reconcile.py. Run with ``deepseek-operator run``.
 
-One level-based reconcile serves create, resume, update and a slow drift-repair timer. Child
-events keep status fresh (Deployment changes) and bring back deleted children at once.
+One level-based reconcile serves create, resume and update; resync.py repeats it every five
+minutes (drift repair) and refreshes status every minute. Child events keep status fresh
+(Deployment changes) and bring back deleted children at once.
 """
 
 from __future__ import annotations
@@ -15,15 +16,14 @@ from deepseek_operator import reconcile as rc
 from deepseek_operator.api import GROUP, PLURAL, VERSION
 from deepseek_operator.kube import KubeError, kube
 from deepseek_operator.manifests import MANAGER
+from deepseek_operator.resync import Resync
 
 RESOURCE = (GROUP, VERSION, PLURAL)
 OWNED = {"app.kubernetes.io/managed-by": MANAGER}
-DRIFT_REPAIR_S = 300.0
-STATUS_REFRESH_S = 60.0
 
 
 @kopf.on.startup()
-def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
+def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
     # Progress and diff-base live in annotations under our own prefix, not in status, so the
     # status schema stays ours and nothing is pruned.
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=GROUP)
@@ -34,6 +34,16 @@ def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     settings.execution.max_workers = 16
     settings.watching.server_timeout = 300
     settings.networking.request_timeout = 60
+    # Status refresh and drift repair run here rather than as kopf timers: timers make kopf
+    # add a finalizer to every CR, and that finalizer blocks deletion once the operator is gone.
+    memo.resync = Resync(kube)
+    memo.resync.start()
+
+
+@kopf.on.cleanup()
+def stop_resync(memo: kopf.Memo, **_: Any) -> None:
+    if getattr(memo, "resync", None) is not None:
+        memo.resync.stop()
 
 
 @kopf.on.login()
@@ -47,16 +57,6 @@ def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
 @kopf.on.update(*RESOURCE, field="spec")
 def reconcile(body: kopf.Body, **_: Any) -> None:
     _reconcile(dict(body))
-
-
-@kopf.timer(*RESOURCE, interval=DRIFT_REPAIR_S, initial_delay=DRIFT_REPAIR_S, idle=30)
-def repair_drift(body: kopf.Body, **_: Any) -> None:
-    _reconcile(dict(body))
-
-
-@kopf.timer(*RESOURCE, interval=STATUS_REFRESH_S, initial_delay=STATUS_REFRESH_S, idle=10)
-def refresh_status(body: kopf.Body, **_: Any) -> None:
-    _retry_later(rc.refresh_status, kube(), dict(body))
 
 
 @kopf.on.event("apps", "v1", "deployments", labels=OWNED)

@@ -53,13 +53,14 @@ class KindNotInstalled(KubeError):
 def path(
     api_version: str,
     kind: str,
-    namespace: str,
+    namespace: str | None,
     name: str | None = None,
     subresource: str | None = None,
 ) -> str:
+    """The REST path; a namespace of None means every namespace (lists only)."""
     plural = PLURALS[(api_version, kind)]
     base = "/api/v1" if api_version == "v1" else f"/apis/{api_version}"
-    out = f"{base}/namespaces/{namespace}/{plural}"
+    out = f"{base}/namespaces/{namespace}/{plural}" if namespace else f"{base}/{plural}"
     if name:
         out += f"/{name}"
     if subresource:
@@ -124,12 +125,11 @@ class Kube:
         self,
         api_version: str,
         kind: str,
-        namespace: str,
+        namespace: str | None,
         label_selector: str,
     ) -> list[dict[str, Any]]:
-        result = self._call(
-            "GET", path(api_version, kind, namespace), query={"labelSelector": label_selector}
-        )
+        query = {"labelSelector": label_selector} if label_selector else None
+        result = self._call("GET", path(api_version, kind, namespace), query=query)
         return list((result or {}).get("items") or [])
 
     def delete(self, api_version: str, kind: str, namespace: str, name: str) -> None:
@@ -141,6 +141,10 @@ class Kube:
             )
         except KindNotInstalled:
             return
+
+    def namespace_labels(self, namespace: str) -> dict[str, str]:
+        found = self._call("GET", f"/api/v1/namespaces/{namespace}") or {}
+        return dict((found.get("metadata") or {}).get("labels") or {})
 
     def version(self) -> str:
         info = self._call("GET", "/version") or {}

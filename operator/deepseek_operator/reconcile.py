@@ -75,12 +75,32 @@ def validate(body: dict[str, Any]) -> tuple[Target | None, list[str], str]:
     return Target(meta["name"], meta["namespace"], spec, plan), [], ""
 
 
+def pod_security_problem(
+    spec: DeepSeekDeploymentSpec,
+    namespace_labels: dict[str, str],
+) -> str | None:
+    """What the namespace's Pod Security admission would refuse, said before pods are made."""
+    level = namespace_labels.get("pod-security.kubernetes.io/enforce", "privileged")
+    if spec.model.source.host_path is not None and level in ("baseline", "restricted"):
+        return (
+            f"spec.model.source.hostPath: the namespace enforces the {level} Pod Security "
+            "Standard, which forbids hostPath volumes; put the weights on a PVC or in the "
+            "image"
+        )
+    return None
+
+
 def reconcile(kube: Kube, body: dict[str, Any]) -> Outcome:
     meta = body["metadata"]
     name, namespace = meta["name"], meta["namespace"]
     generation = meta.get("generation")
     old = body.get("status") or {}
     target, problems, _field = validate(body)
+    if target is not None and target.spec.model.source.host_path is not None:
+        labels = kube.namespace_labels(namespace)
+        blocked = pod_security_problem(target.spec, labels)
+        if blocked:
+            target, problems = None, [blocked]
     if target is None:
         message = "; ".join(problems)
         invalid = {

@@ -70,7 +70,10 @@ def test_create_then_invalid_update_under_kopf_runner(
         ]
         == "1"
     )
-    status = wait_ready(ns, "kr")["status"]
+    ready_cr = wait_ready(ns, "kr")
+    # No finalizer: deleting the CR must never depend on the operator being alive.
+    assert not ready_cr["metadata"].get("finalizers")
+    status = ready_cr["status"]
     assert status["gpuPlan"]["gpusPerReplica"] == 1
     assert status["endpoint"] == f"http://kr.{namespace}.svc:8080/v1"
 
@@ -107,3 +110,19 @@ def test_create_then_invalid_update_under_kopf_runner(
 
     event = wait_until(warning_event, 30, "a SpecInvalid event")[0]
     assert event["type"] == "Warning" and "spec.resources.gpu" in event["message"]
+
+
+def test_deleting_a_cr_works_after_the_operator_is_gone(
+    cluster: Any, crd: Any, kubectl: Kubectl, namespace: str
+) -> None:
+    ns = kubectl.ns(namespace)
+    os.environ["KUBECONFIG"] = str(cluster.kubeconfig)
+    kube_module._kube = None
+    args = ["run", "--standalone", f"--namespace={namespace}", "-m", "deepseek_operator.handlers"]
+    with KopfRunner(args, timeout=60) as kopf_runner:
+        ns.apply(dsd("gone", SPEC))
+        wait_children(ns, "gone", CHILDREN_WITHOUT_HPA)
+    assert kopf_runner.exception is None
+    # The operator is stopped (as after `helm uninstall`): deletion must still complete.
+    ns("delete", "dsd", "gone", "--timeout=30s")
+    assert ns.get("dsd", "gone") is None

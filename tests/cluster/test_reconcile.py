@@ -266,15 +266,13 @@ def test_spec_change_rolls_the_pods(
     config = yaml.safe_load(ns.get("configmap", "rolling-runtime")["data"]["runtime.yaml"])  # type: ignore[index]
     assert config["max_queue"] == 128
     wait_ready(ns, "rolling")
-    new_pods = wait_until(
-        lambda: (
-            (pods := pods_of(ns, "rolling"))
-            and not {p["metadata"]["uid"] for p in pods} & old_pods
-            and pods
-        ),
-        READY_TIMEOUT,
-        "the old pods replaced",
-    )
+
+    def replaced() -> list[dict[str, Any]] | None:
+        pods = pods_of(ns, "rolling")
+        fresh = pods and not {p["metadata"]["uid"] for p in pods} & old_pods
+        return pods if fresh else None
+
+    new_pods = wait_until(replaced, READY_TIMEOUT, "the old pods replaced")
     for pod in new_pods:
         assert pod["metadata"]["annotations"][CONFIG_HASH] != old_hash
 

@@ -192,3 +192,14 @@ def test_integrity_adds_a_verifying_init_container() -> None:
 def test_service_monitor_scrapes_the_metrics_path() -> None:
     sm = service_monitor(target(**{"monitoring.serviceMonitor": True}))
     assert sm["spec"]["endpoints"][0]["path"] == "/metrics"
+
+
+def test_host_path_is_refused_where_pod_security_forbids_it() -> None:
+    from deepseek_operator.reconcile import pod_security_problem
+
+    spec = parse_spec(cr(**{"model.source": {"hostPath": {"path": "/data/r1"}}})["spec"])
+    restricted = {"pod-security.kubernetes.io/enforce": "restricted"}
+    problem = pod_security_problem(spec, restricted)
+    assert problem is not None and problem.startswith("spec.model.source.hostPath")
+    assert pod_security_problem(spec, {}) is None  # privileged by default
+    assert pod_security_problem(parse_spec(cr()["spec"]), restricted) is None
