@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Runtime benchmark: the same prompts, the same model, the same number of new tokens, three ways.
 
-    .venv/bin/python bench/runtime.py [--quick] [--rounds 3] [--gpu | --no-gpu] [--model DIR]
+    .venv/bin/python bench/runtime.py [--quick] [--rounds 4] [--gpu | --no-gpu] [--model DIR]
+                                      [--server-arg=--triton-chunk-ms=200 ...]
 
 1. one request at a time through transformers `generate` (in this process);
 2. one offline static batch through `generate` (batches of 8 and 32, in this process);
@@ -15,13 +16,14 @@ actually produced (usage.completion_tokens, Triton's completion_tokens, generate
 TTFT is the time from sending a request to its first non-empty text; for `generate` it is the
 time to the first new token (a streamer), for a static batch the same for every row.
 
-The server stays up for the whole run; the modes run interleaved in rounds (the order reversed
-every other round), each ratio is taken within one round and the median over rounds is
-reported, so the noise of a shared box moves numerator and denominator together. The baselines
-use the server's torch thread count. Without --model the bench builds runtime-notes.md's tiny
-Qwen2 (vocab 32000, hidden 256, 4 layers, fp32) offline. On a CUDA machine (auto-detected, or
---gpu) it records the same table per quantization variant; nothing here needs a GPU.
-Writes bench/results/runtime.md (or --output) and prints it.
+The server stays up for the whole run; the modes run interleaved in rounds (each level's
+baseline next to its served runs, the order reversed every other round), each ratio is taken
+within one round and the median over rounds is reported, so the noise of a shared box moves
+numerator and denominator together. The baselines use the server's torch thread count.
+Without --model the bench builds runtime-notes.md's tiny Qwen2 (vocab 32000, hidden 256,
+4 layers, fp32) offline. On a CUDA machine (auto-detected, or --gpu) it records the same
+table per quantization variant; nothing here needs a GPU. Writes bench/results/runtime.md (or
+--output) and prints it; a hand-written analysis below ANALYSIS_MARKER in that file is kept.
 """
 
 from __future__ import annotations
@@ -504,9 +506,11 @@ def table(
     rounds: list[dict[tuple[str, int], Run]], plan: Plan
 ) -> tuple[list[str], list[str], list[str]]:
     """Markdown rows of the results table and of the engine view, and the target verdicts."""
-    keys: list[tuple[str, int]] = []
-    for r in rounds:
-        keys += [k for k in r if k not in keys]
+    kinds = ["generate one-at-a-time", STATIC, ALL_CORES, "openai", "triton"]
+    keys = sorted(
+        {k for r in rounds for k in r},
+        key=lambda k: (k[0] in ("openai", "triton"), k[1], kinds.index(k[0])),
+    )
     one = ("generate one-at-a-time", 1)
     rows = [
         "| mode | clients | requests | new tokens | tok/s | TTFT p50 ms | TTFT p99 ms "
@@ -694,6 +698,7 @@ def run_variant(
     return lines, facts
 
 
+ANALYSIS_MARKER = "<!-- analysis: written by hand; bench/runtime.py keeps it when it rewrites -->"
 NOTES = """\
 ## How to read this
 
@@ -724,7 +729,7 @@ NOTES = """\
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="short smoke run (1 round)")
-    parser.add_argument("--rounds", type=int, help="interleaved rounds (default 3; quick 1)")
+    parser.add_argument("--rounds", type=int, help="interleaved rounds (default 4; quick 1)")
     parser.add_argument("--new-tokens", type=int, default=64)
     parser.add_argument("--prompt-tokens", type=int, default=16)
     parser.add_argument("--levels", default="1,8,32", help="concurrent clients per level")
@@ -758,7 +763,7 @@ def main() -> int:
     if gpu and not torch.cuda.is_available():
         parser.error("--gpu: no CUDA device is available")
     levels = sorted({int(x) for x in args.levels.split(",")})
-    rounds = args.rounds or (1 if args.quick else 3)
+    rounds = args.rounds or (1 if args.quick else 4)
     if args.quick:
         requests = {c: max(2, c) for c in levels}
     else:
@@ -824,7 +829,12 @@ def main() -> int:
     ]
     text = "\n".join([*header, *sections, NOTES])
     args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(text)
+    kept = ""
+    if args.output.exists():  # a hand-written analysis below the marker survives a rerun
+        old = args.output.read_text()
+        if ANALYSIS_MARKER in old:
+            kept = old[old.index(ANALYSIS_MARKER) :]
+    args.output.write_text(text + ("\n" + kept if kept else ""))
     print(text)
     log(f"wrote {args.output}")
     return 0

@@ -64,7 +64,10 @@ def _serve_parser(sub: Any) -> None:
     g.add_argument("--triton-http-port", type=int, help="KServe v2 HTTP (default 8000)")
     g.add_argument("--triton-grpc-port", type=int, help="KServe v2 gRPC (default 8001)")
     g.add_argument("--triton-metrics-port", type=int, help="Triton's metrics (default 8002)")
-    g.add_argument("--triton-chunk-ms", type=float, help="coalesce streamed tokens (default 50)")
+    g.add_argument("--triton-chunk-ms", type=float, help="coalesce streamed tokens (default 200)")
+    g.add_argument(
+        "--stream-interval-tokens", type=int, help="wake a stream every N tokens (default 4)"
+    )
     g.add_argument(
         "--triton-max-batch-size", type=int, help="dynamic batcher batch (default max-num-seqs)"
     )

@@ -14,7 +14,7 @@ class EngineConfig:
     max_model_len: int | None = None  # cap below the model's own context; None = the model's
     kv_cache_tokens: int | None = None  # KV token budget; None = max_num_seqs * max_model_len
     torch_threads: int | None = None  # None = every core but one (the event loop needs one)
-    stream_interval_tokens: int = 1  # wake a consumer after this many new tokens (or finish)
+    stream_interval_tokens: int = 4  # wake a consumer after the first token, then every N
     warmup: bool = True  # run one short generation before is_ready() turns true
     retry_after_s: float = 1.0  # what QueueFullError tells clients to wait
 

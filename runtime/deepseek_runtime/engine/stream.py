@@ -43,7 +43,14 @@ class RequestStream:
             self._token_ids.extend(token_ids)
             self._completion_tokens = completion_tokens
             self._finish_reason = finish_reason or self._finish_reason
-            return self._wake(len(self._token_ids) >= self.wake_every or finish_reason is not None)
+            # The first token goes out at once (time to first token); later ones are coalesced
+            # so that 32 streams cost the event loop a wake-up every few tokens, not every one.
+            due = (
+                completion_tokens == 1
+                or len(self._token_ids) >= self.wake_every
+                or finish_reason is not None
+            )
+            return self._wake(due)
 
     def fail(self, error: EngineError) -> bool:
         """Engine thread: end the request with an error the consumer raises."""

@@ -44,15 +44,17 @@ def test_pushes_from_another_thread_wake_the_loop() -> None:
     assert asyncio.run(main()) == list(range(100))
 
 
-def test_wake_every_n_tokens() -> None:
+def test_first_token_at_once_then_every_n_tokens() -> None:
     async def main() -> None:
         stream = RequestStream(asyncio.get_running_loop(), 1, wake_every=3)
         stream.push("a", [1], 1)
+        assert (await stream.next_delta()).text == "a"  # time to first token is not delayed
         stream.push("b", [2], 2)
+        stream.push("c", [3], 3)
         await asyncio.sleep(0)
         assert not stream.event.is_set()  # not yet due
-        stream.push("c", [3], 3)
-        assert (await stream.next_delta()).text == "abc"
+        stream.push("d", [4], 4)
+        assert (await stream.next_delta()).text == "bcd"
 
     asyncio.run(main())
 
