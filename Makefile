@@ -48,7 +48,7 @@ lint: install ## ruff, import-linter contracts, mypy, hadolint
 	$(BIN)/ruff format --check operator runtime tests bench hack
 	$(BIN)/lint-imports
 	$(BIN)/mypy
-	$(BIN)/hadolint runtime/Dockerfile
+	$(BIN)/hadolint runtime/Dockerfile operator/Dockerfile
 	$(BIN)/shellcheck -x hack/*.sh .ci/run
 
 .PHONY: format

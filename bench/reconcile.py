@@ -459,7 +459,7 @@ def verdicts(rounds: list[Round]) -> list[str]:
     worst = max(idle.values())
     out.append(
         f"- idle CPU {TARGETS['idle CPU']}: at most {worst:.2f} % of a core "
-        f"({max(idle, key=lambda k: idle[k])}; the per-CR status timers), "
+        f"({max(idle, key=lambda k: idle[k])}; the minute-by-minute status resync), "
         f"{met(worst < 5)} (read as < 5 % of one core)"
     )
     return out
