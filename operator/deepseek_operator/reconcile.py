@@ -117,7 +117,8 @@ def reconcile(kube: Kube, body: dict[str, Any]) -> Outcome:
     warnings: list[str] = []
     deployment = None
     owner = owner_reference(body)
-    for child in children(target):
+    desired = children(target)
+    for child in desired:
         child["metadata"]["ownerReferences"] = [owner]
         try:
             applied = kube.apply(child)
@@ -129,7 +130,7 @@ def reconcile(kube: Kube, body: dict[str, Any]) -> Outcome:
             continue
         if child["kind"] == "Deployment":
             deployment = applied
-    wanted = {(c["apiVersion"], c["kind"]) for c in children(target)}
+    wanted = {(c["apiVersion"], c["kind"]) for c in desired}
     for api_version, kind in OPTIONAL_KINDS:
         if (api_version, kind) not in wanted:
             kube.delete(api_version, kind, namespace, name)
