@@ -581,19 +581,20 @@ class Layout:
         )
 
 
+# One free port each, in this order.
+PORT_NAMES = (
+    "etcd",
+    "etcd-peer",
+    "kube-apiserver",
+    "kube-controller-manager",
+    "kube-scheduler",
+    "kwok",
+)
+
+
 def components(at: Layout) -> list[Component]:
     """The five processes, in start order, with the flags docs/local-control-plane.md gives."""
-    etcd, peer, api, kcm, scheduler, kwok = (
-        at.ports[name]
-        for name in (
-            "etcd",
-            "etcd-peer",
-            "kube-apiserver",
-            "kube-controller-manager",
-            "kube-scheduler",
-            "kwok",
-        )
-    )
+    etcd, peer, api, kcm, scheduler, kwok = (at.ports[name] for name in PORT_NAMES)
     serving = [
         f"--tls-cert-file={at.pki / 'serving.crt'}",
         f"--tls-private-key-file={at.pki / 'serving.key'}",
@@ -690,19 +691,11 @@ def prepare(run_dir: Path, skip_build: bool) -> tuple[Layout, dict[str, Any]]:
     for binary in ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok"):
         if not os.access(bin_dir / binary, os.X_OK):
             raise ClusterError(f"{bin_dir / binary} is missing: run hack/build-control-plane.sh")
-    names = [
-        "etcd",
-        "etcd-peer",
-        "kube-apiserver",
-        "kube-controller-manager",
-        "kube-scheduler",
-        "kwok",
-    ]
     at = Layout(
         run_dir,
         bin_dir,
         kwok_stages(bin_dir, info["KWOK_VERSION"]),
-        dict(zip(names, free_ports(len(names)), strict=True)),
+        dict(zip(PORT_NAMES, free_ports(len(PORT_NAMES)), strict=True)),
     )
     run_dir.mkdir(parents=True)
     write_certificates(at.pki)

@@ -99,7 +99,7 @@ def _render(args: argparse.Namespace) -> int:
         if not meta.get("name"):
             return _invalid(["metadata.name: required"])
         meta.setdefault("namespace", args.namespace or "default")
-        target, problems, _ = validate(doc)
+        target, problems = validate(doc)
         if target is None:
             return _invalid(problems)
         out.extend(children(target))

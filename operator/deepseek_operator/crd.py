@@ -31,7 +31,7 @@ NAME_RULE = {
     "message": f"metadata.name must be a DNS-1035 label (lowercase letters, digits, '-', "
     f"starting with a letter) of at most {MAX_NAME_LENGTH} characters: it names the Service",
 }
-_DROP = {"title", "additionalProperties_", "discriminator"}
+_DROP = {"title", "discriminator"}
 
 
 def openapi_schema(model: type[Any]) -> dict[str, Any]:

@@ -38,7 +38,6 @@ class Outcome:
     valid: bool
     message: str
     warnings: list[str] = field(default_factory=list)
-    status: dict[str, Any] = field(default_factory=dict)
 
 
 def owner_reference(body: dict[str, Any]) -> dict[str, Any]:
@@ -60,19 +59,19 @@ def owner_name(child: dict[str, Any]) -> str | None:
     return None
 
 
-def validate(body: dict[str, Any]) -> tuple[Target | None, list[str], str]:
-    """(target, problems, field) — the target is None when the spec cannot be served."""
+def validate(body: dict[str, Any]) -> tuple[Target | None, list[str]]:
+    """(target, problems): the target is None when the spec cannot be served; each problem
+    starts with the field it is about."""
     meta = body["metadata"]
     try:
         spec: DeepSeekDeploymentSpec = parse_spec(body.get("spec") or {})
     except ValidationError as exc:
-        problems = spec_errors(exc)
-        return None, problems, problems[0].split(":", 1)[0]
+        return None, spec_errors(exc)
     try:
         plan = plan_for_spec(spec)
     except SizingError as exc:
-        return None, [f"{exc.field_path}: {exc}"], exc.field_path
-    return Target(meta["name"], meta["namespace"], spec, plan), [], ""
+        return None, [f"{exc.field_path}: {exc}"]
+    return Target(meta["name"], meta["namespace"], spec, plan), []
 
 
 def pod_security_problem(
@@ -95,7 +94,7 @@ def reconcile(kube: Kube, body: dict[str, Any]) -> Outcome:
     name, namespace = meta["name"], meta["namespace"]
     generation = meta.get("generation")
     old = body.get("status") or {}
-    target, problems, _field = validate(body)
+    target, problems = validate(body)
     if target is not None and target.spec.model.source.host_path is not None:
         labels = kube.namespace_labels(namespace)
         blocked = pod_security_problem(target.spec, labels)
@@ -112,7 +111,7 @@ def reconcile(kube: Kube, body: dict[str, Any]) -> Outcome:
             ),
         }
         kube.patch_status(namespace, name, invalid)
-        return Outcome(False, message, status=invalid)
+        return Outcome(False, message)
 
     warnings: list[str] = []
     deployment = None
@@ -138,7 +137,7 @@ def reconcile(kube: Kube, body: dict[str, Any]) -> Outcome:
     new_status = observe(kube, target, deployment, old, generation, warnings)
     kube.patch_status(namespace, name, new_status)
     summary = target.plan.summary() if target.plan else "GPU count given; model not sized"
-    return Outcome(True, summary, warnings, new_status)
+    return Outcome(True, summary, warnings)
 
 
 def observe(
@@ -201,7 +200,7 @@ def refresh_status(
 ) -> dict[str, Any] | None:
     """Recompute status from the children without writing them; None when nothing changed."""
     meta = body["metadata"]
-    target, _, _ = validate(body)
+    target, _ = validate(body)
     if target is None:
         return None  # an invalid spec keeps its SpecInvalid status until the spec changes
     if deployment is None:

@@ -45,31 +45,31 @@ def peer_matches(peer: dict[str, Any], policy_ns: str, other: Pod) -> bool:
     return in_namespace and (pod_sel is None or matches(pod_sel, other.labels))
 
 
+def rules_allow(
+    rules: list[dict[str, Any]], peers_key: str, policy_ns: str, other: Pod, port: int
+) -> bool:
+    """OR across rules; a rule without ports or peers allows every port or every peer."""
+    for rule in rules:
+        ports = rule.get("ports")
+        if ports and all(p["port"] != port for p in ports):
+            continue
+        peers = rule.get(peers_key)
+        if not peers or any(peer_matches(p, policy_ns, other) for p in peers):
+            return True
+    return False
+
+
 def admits(policy: dict[str, Any], target: Pod, source: Pod, port: int) -> bool:
     spec = policy["spec"]
     if target.namespace != policy["metadata"]["namespace"] or not matches(
         spec["podSelector"], target.labels
     ):
         return True  # not selected: not isolated by this policy
-    for rule in spec.get("ingress") or []:
-        ports = rule.get("ports")
-        if ports and all(p["port"] != port for p in ports):
-            continue
-        peers = rule.get("from")
-        if not peers or any(peer_matches(p, target.namespace, source) for p in peers):
-            return True
-    return False
+    return rules_allow(spec.get("ingress") or [], "from", target.namespace, source, port)
 
 
 def allows_egress(policy: dict[str, Any], source: Pod, dest: Pod, port: int) -> bool:
-    for rule in policy["spec"].get("egress") or []:
-        ports = rule.get("ports")
-        if ports and all(p["port"] != port for p in ports):
-            continue
-        peers = rule.get("to")
-        if not peers or any(peer_matches(p, source.namespace, dest) for p in peers):
-            return True
-    return False
+    return rules_allow(policy["spec"].get("egress") or [], "to", source.namespace, dest, port)
 
 
 def build(**changes: Any) -> tuple[dict[str, Any], Pod]:
