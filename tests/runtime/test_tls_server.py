@@ -67,11 +67,15 @@ def test_metrics_auth(tls_server: RuntimeServer) -> None:
 def test_triton_grpc_over_tls(tls_server: RuntimeServer) -> None:
     text = grpcclient.InferInput("text_input", [1, 1], "BYTES")
     text.set_data_from_numpy(np.array([[b"hello"]], dtype=object))
+    # Sampled text from a random model may hit EOS before the filter's three characters;
+    # generation must run on until the filter ends it.
+    ignore_eos = grpcclient.InferInput("ignore_eos", [1, 1], "BOOL")
+    ignore_eos.set_data_from_numpy(np.array([[True]], dtype=bool))
     url = f"127.0.0.1:{tls_server.triton_grpc}"
     secure = grpcclient.InferenceServerClient(url, ssl=True, root_certificates=str(tls_server.ca))
     name = httpx.get(tls_server.url("/v1/models"), headers=auth("admin"),
                      verify=tls_server.verify).json()["data"][0]["id"]  # fmt: skip
-    result = secure.infer(f"{name}_sync", [text], headers=auth("admin"))
+    result = secure.infer(f"{name}_sync", [text, ignore_eos], headers=auth("admin"))
     assert result.as_numpy("finish_reason")[0][0] == b"content_filter"
     with pytest.raises(InferenceServerException):
         grpcclient.InferenceServerClient(url).infer(f"{name}_sync", [text], headers=auth("admin"))
