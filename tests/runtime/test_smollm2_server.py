@@ -5,6 +5,7 @@ The drain test stops the server, so it runs last in this module (the fixture is 
 
 from __future__ import annotations
 
+import asyncio
 import json
 import queue
 import signal
@@ -55,6 +56,46 @@ def triton_stream(server: RuntimeServer, prompt: str, max_tokens: int, ignore_eo
         client.stop_stream()
 
 
+def triton_streams_hanging_up(server: RuntimeServer, count: int, max_tokens: int) -> list[bytes]:
+    """`count` concurrent asyncio clients that stop reading at the response carrying
+    finish_reason, before Triton's final flag (leaving `async for` cancels the gRPC call), as
+    bench/runtime.py's clients do. Returns the reasons."""
+    import tritonclient.grpc.aio as aioclient
+
+    model = server_model(server)
+
+    async def one(client: Any, prompt: str) -> bytes:
+        inputs = []
+        for name, value, dtype in [
+            ("text_input", np.array([prompt.encode()], dtype=object), "BYTES"),
+            ("max_tokens", np.array([max_tokens], dtype=np.int32), "INT32"),
+            ("ignore_eos", np.array([True]), "BOOL"),
+        ]:
+            tensor = aioclient.InferInput(name, [1], dtype)
+            tensor.set_data_from_numpy(value)
+            inputs.append(tensor)
+
+        async def requests() -> Any:
+            yield {"model_name": model, "inputs": inputs}
+
+        async for result, error in client.stream_infer(requests()):
+            if error is not None:
+                raise error
+            reason = bytes(result.as_numpy("finish_reason")[0])
+            if reason:
+                return reason
+        raise AssertionError("the stream ended without a finish_reason")
+
+    async def main() -> list[bytes]:
+        client = aioclient.InferenceServerClient(f"127.0.0.1:{server.triton_grpc}")
+        try:
+            return await asyncio.gather(*(one(client, f"Story {i}:") for i in range(count)))
+        finally:
+            await client.close()
+
+    return asyncio.run(main())
+
+
 def server_model(server: RuntimeServer) -> str:
     return str(httpx.get(server.url("/v1/models"), timeout=10).json()["data"][0]["id"])
 
@@ -84,6 +125,10 @@ def test_triton_knows_paris(smollm2_server: RuntimeServer) -> None:
 
 
 def test_sigterm_drains_both_doors_then_exits_zero(smollm2_server: RuntimeServer) -> None:
+    """In-flight streams on both doors finish; clients that hung up earlier do not hold the
+    exit up (Kubernetes' default grace period is 30 s, tritonserver's own exit wait was too)."""
+    # 32 at once: with fewer, the hang-up rarely lands between the last response and the flag.
+    assert triton_streams_hanging_up(smollm2_server, 32, 8) == [b"length"] * 32
     outcome: dict[str, Any] = {}
     openai_started, triton_started = threading.Event(), threading.Event()
 
@@ -107,11 +152,13 @@ def test_sigterm_drains_both_doors_then_exits_zero(smollm2_server: RuntimeServer
         t.start()
     assert openai_started.wait(60) and triton_started.wait(60)
     smollm2_server.proc.send_signal(signal.SIGTERM)
+    signalled = time.monotonic()
     time.sleep(0.5)
     assert_refused_or_draining(smollm2_server)
     for t in threads:
         t.join(120)
     assert smollm2_server.proc.wait(120) == 0, smollm2_server.tail()
+    assert time.monotonic() - signalled < 25, smollm2_server.tail()
     events = [line[6:] for line in outcome["openai"] if line.startswith("data: ")]
     assert events[-1] == "[DONE]"
     assert json.loads(events[-2])["choices"][0]["finish_reason"] == "length"
