@@ -77,7 +77,7 @@ demo: install control-plane ## local cluster + operator + example CR + runtime a
 	bash hack/demo.sh
 
 .PHONY: bench
-bench: bench-reconcile bench-runtime ## every benchmark; tables land in bench/results/
+bench: bench-reconcile bench-runtime bench-decode ## every benchmark; tables land in bench/results/
 
 .PHONY: bench-reconcile
 bench-reconcile: install control-plane ## 1/50/300 CRs on the local control plane -> bench/results/reconcile.md
@@ -86,6 +86,10 @@ bench-reconcile: install control-plane ## 1/50/300 CRs on the local control plan
 .PHONY: bench-runtime
 bench-runtime: install ## generate vs static batch vs served (OpenAI, Triton) -> bench/results/runtime.md
 	$(PY) bench/runtime.py
+
+.PHONY: bench-decode
+bench-decode: install ## the engine's decode step vs generate, CPU kernels on/off -> bench/results/decode_step.md
+	$(PY) bench/decode_step.py
 
 .PHONY: clean
 clean: cluster-down ## remove the venv and caches in the repository (not the Go build cache)

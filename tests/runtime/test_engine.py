@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 import torch
 
+from deepseek_runtime.engine import cpu_kernels
 from deepseek_runtime.engine.config import EngineConfig
 from deepseek_runtime.engine.engine import LLMEngine, build_engine
 from deepseek_runtime.engine.protocol import (
@@ -92,10 +93,15 @@ def reference(loaded: LoadedModel, prompt: Sequence[int], max_new_tokens: int) -
     return out[0, len(prompt) :].tolist()
 
 
+@pytest.mark.parametrize("head", ["as loaded", "input-major"])
 @pytest.mark.parametrize("model_dir", ARCH_FIXTURES)
-def test_concurrent_greedy_matches_generate(model_dir: str, request: pytest.FixtureRequest) -> None:
+def test_concurrent_greedy_matches_generate(
+    model_dir: str, head: str, request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """16 prompts of different lengths, more than fit at once: sequences join and leave the
-    batch mid-flight, so padding, masks, positions and cache splicing are all exercised."""
+    batch mid-flight, so padding, masks, positions and cache splicing are all exercised. The
+    engine times the two lm_head layouts at start-up (cpu_kernels); both are forced here."""
+    monkeypatch.setattr(cpu_kernels, "MIN_GAIN", float("inf") if head == "as loaded" else 0.0)
     loaded = load_model(request.getfixturevalue(model_dir))
     rng = random.Random(1)
     vocab = loaded.model.config.vocab_size
@@ -109,6 +115,8 @@ def test_concurrent_greedy_matches_generate(model_dir: str, request: pytest.Fixt
             return await asyncio.gather(*jobs)
 
         results = asyncio.run(main())
+    swapped = isinstance(loaded.model.get_output_embeddings(), cpu_kernels.InputMajorLinear)
+    assert swapped == (head == "input-major")
     assert [r.tokens for r in results] == expected
     tokenizer = loaded.tokenizer
     assert [r.text for r in results] == [

@@ -16,6 +16,7 @@ class EngineConfig:
     torch_threads: int | None = None  # None = every core but one (the event loop needs one)
     stream_interval_tokens: int = 4  # wake a consumer after the first token, then every N
     warmup: bool = True  # run one short generation before is_ready() turns true
+    tune_cpu_kernels: bool = True  # on CPU, time the lm_head layouts at start-up (cpu_kernels)
     retry_after_s: float = 1.0  # what QueueFullError tells clients to wait
 
     def __post_init__(self) -> None:

@@ -17,6 +17,7 @@ from collections.abc import AsyncGenerator
 import torch
 
 from deepseek_runtime.engine.config import EngineConfig
+from deepseek_runtime.engine.cpu_kernels import tune_output_head
 from deepseek_runtime.engine.output import OutputProcessor
 from deepseek_runtime.engine.protocol import (
     EngineError,
@@ -156,6 +157,8 @@ class LLMEngine:
     def _loop(self) -> None:
         try:
             torch.set_num_threads(self.config.resolved_torch_threads())
+            if self.config.tune_cpu_kernels:  # timed here: on this thread, with its thread count
+                tune_output_head(self.loaded.model, self.config.max_num_seqs)
             if self.config.warmup:
                 self._warmup()
             self._ready.set()

@@ -10,6 +10,7 @@ from collections.abc import Sequence
 
 import torch
 
+from deepseek_runtime.engine.cpu_kernels import argmax_rows
 from deepseek_runtime.engine.protocol import SamplingParams
 
 # Below these, float32 arithmetic turns logits into inf/NaN; they mean "greedy" anyway.
@@ -49,7 +50,7 @@ def sample(
     shared: torch.Generator | None = None,
 ) -> list[int]:
     """One token id per row of `logits` ([rows, vocab])."""
-    chosen: list[int] = logits.argmax(dim=-1).tolist()
+    chosen: list[int] = argmax_rows(logits).tolist()
     rows = [i for i, p in enumerate(params) if not is_greedy(p)]
     if not rows:
         return chosen
