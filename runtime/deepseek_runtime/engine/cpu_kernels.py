@@ -66,6 +66,10 @@ class InputMajorLinear(nn.Module):
         return out if self.bias is None else out + self.bias
 
 
+def _mib(t: torch.Tensor) -> int:
+    return t.numel() * t.element_size() >> 20
+
+
 def _seconds(fn: Callable[[], Any]) -> float:
     start = time.perf_counter()
     fn()
@@ -86,7 +90,11 @@ def tune_output_head(model: Any, rows: int) -> bool:
         return False
     if not head.weight.is_floating_point():
         return False
-    candidate = InputMajorLinear(head)
+    try:
+        candidate = InputMajorLinear(head)
+    except (RuntimeError, MemoryError) as exc:  # an optional speed-up must not stop the server
+        log.warning("lm_head stays as loaded: no room for a transposed copy (%s)", exc)
+        return False
     x = torch.randn(max(1, rows), head.in_features, dtype=head.weight.dtype)
     head(x), candidate(x)  # first calls pay one-off set-up (oneDNN primitives, page faults)
     default_s, other_s = float("inf"), float("inf")
@@ -94,9 +102,13 @@ def tune_output_head(model: Any, rows: int) -> bool:
         default_s = min(default_s, _seconds(lambda: head(x)))
         other_s = min(other_s, _seconds(lambda: candidate(x)))
     swap = other_s * MIN_GAIN < default_s
+    get_inputs = getattr(model, "get_input_embeddings", None)
+    inputs = get_inputs() if get_inputs is not None else None
+    tied = getattr(inputs, "weight", None) is head.weight
+    extra = f", {_mib(head.weight)} MiB more (tied to the embeddings)" if swap and tied else ""
     log.info(
-        "lm_head at %d rows: %.2f ms as [out, in], %.2f ms as [in, out]; keeping %s",
-        rows, default_s * 1e3, other_s * 1e3, "[in, out]" if swap else "[out, in]",
+        "lm_head at %d rows: %.2f ms as [out, in], %.2f ms as [in, out]; keeping %s%s",
+        rows, default_s * 1e3, other_s * 1e3, "[in, out]" if swap else "[out, in]", extra,
     )  # fmt: skip
     if swap:
         model.set_output_embeddings(candidate)

@@ -102,3 +102,27 @@ def test_tune_leaves_quantized_and_unusual_heads_alone(monkeypatch: pytest.Monke
     assert not tune_output_head(quantized, rows=4)
     assert quantized.lm_head is head
     assert not tune_output_head(nn.Sequential(nn.Linear(4, 4)), rows=4)  # no accessors at all
+
+
+def test_tune_says_what_a_tied_copy_costs(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    class Tied(TinyLM):
+        def get_input_embeddings(self) -> nn.Module:
+            return self.embed
+
+    monkeypatch.setattr(cpu_kernels, "MIN_GAIN", 0.0)
+    with caplog.at_level("INFO", logger=cpu_kernels.__name__):
+        assert tune_output_head(Tied(tied=True, vocab=8192, hidden=128), rows=2)
+    assert "4 MiB more (tied to the embeddings)" in caplog.text
+
+
+def test_tune_keeps_the_head_when_there_is_no_room(monkeypatch: pytest.MonkeyPatch) -> None:
+    def no_room(self: InputMajorLinear, linear: nn.Linear) -> None:
+        raise RuntimeError("DefaultCPUAllocator: not enough memory")
+
+    monkeypatch.setattr(InputMajorLinear, "__init__", no_room)
+    model = TinyLM(tied=False)
+    head = model.lm_head
+    assert not tune_output_head(model, rows=4)
+    assert model.lm_head is head
