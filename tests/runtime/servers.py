@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import os
+import queue
 import signal
 import socket
 import ssl
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -128,3 +131,36 @@ def start_server(workdir: Path, *args: str, wait: bool = True) -> RuntimeServer:
             server.stop()
             raise
     return server
+
+
+def grpc_stream_responses(
+    server: RuntimeServer,
+    model: str,
+    inputs: list[Any],
+    headers: dict[str, str] | None = None,
+    started: threading.Event | None = None,
+    timeout_s: float = 120.0,
+) -> list[Any]:
+    """One tritonclient gRPC stream, read up to Triton's empty final response (which is not
+    returned); `started` is set at the first response. Errors from the server are raised."""
+    import tritonclient.grpc as grpcclient
+
+    client = grpcclient.InferenceServerClient(f"127.0.0.1:{server.triton_grpc}")
+    results: queue.Queue[tuple[Any, Any]] = queue.Queue()
+    client.start_stream(callback=lambda result, error: results.put((result, error)),
+                        headers=headers)  # fmt: skip
+    client.async_stream_infer(model, inputs, enable_empty_final_response=True)
+    responses = []
+    try:
+        while True:
+            result, error = results.get(timeout=timeout_s)
+            if error is not None:
+                raise error
+            if result.get_response().parameters["triton_final_response"].bool_param:
+                return responses
+            responses.append(result)
+            if started is not None:
+                started.set()
+    finally:
+        client.stop_stream()
+        client.close()

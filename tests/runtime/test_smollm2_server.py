@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import queue
 import signal
 import threading
 import time
@@ -18,7 +17,7 @@ import numpy as np
 import openai
 import pytest
 import tritonclient.grpc as grpcclient
-from servers import RuntimeServer
+from servers import RuntimeServer, grpc_stream_responses
 
 pytestmark = pytest.mark.runtime
 
@@ -27,9 +26,6 @@ QUESTION = "What is the capital of France?"
 
 def triton_stream(server: RuntimeServer, prompt: str, max_tokens: int, ignore_eos: bool,
                   started: threading.Event | None = None) -> list[Any]:  # fmt: skip
-    client = grpcclient.InferenceServerClient(f"127.0.0.1:{server.triton_grpc}")
-    results: queue.Queue[tuple[Any, Any]] = queue.Queue()
-    client.start_stream(callback=lambda result, error: results.put((result, error)))
     values = {"text_input": np.array([prompt.encode()], dtype=object),
               "max_tokens": np.array([max_tokens], dtype=np.int32),
               "temperature": np.array([0.0], dtype=np.float32),
@@ -40,20 +36,7 @@ def triton_stream(server: RuntimeServer, prompt: str, max_tokens: int, ignore_eo
         tensor = grpcclient.InferInput(name, list(value.shape), dtype[value.dtype.name])
         tensor.set_data_from_numpy(value)
         inputs.append(tensor)
-    client.async_stream_infer(server_model(server), inputs, enable_empty_final_response=True)
-    responses = []
-    try:
-        while True:
-            result, error = results.get(timeout=120)
-            if error is not None:
-                raise error
-            if result.get_response().parameters["triton_final_response"].bool_param:
-                return responses
-            responses.append(result)
-            if started is not None:
-                started.set()
-    finally:
-        client.stop_stream()
+    return grpc_stream_responses(server, server_model(server), inputs, started=started)
 
 
 def triton_streams_hanging_up(server: RuntimeServer, count: int, max_tokens: int) -> list[bytes]:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import queue
 import threading
 import time
 from typing import Any
@@ -13,7 +12,7 @@ import numpy as np
 import pytest
 import tritonclient.grpc as grpcclient
 import tritonclient.http as httpclient
-from servers import RuntimeServer, auth
+from servers import RuntimeServer, auth, grpc_stream_responses
 from test_openai_server import metric, wait_idle
 from tritonclient.utils import InferenceServerException
 
@@ -67,26 +66,8 @@ def test_grpc_infer(api_server: RuntimeServer) -> None:
 
 def grpc_stream(server: RuntimeServer, prompt: str, max_tokens: int,
                 role: str = "inference") -> list[Any]:  # fmt: skip
-    client = grpcclient.InferenceServerClient(f"127.0.0.1:{server.triton_grpc}")
-    results: queue.Queue[tuple[Any, Any]] = queue.Queue()
-    client.start_stream(callback=lambda result, error: results.put((result, error)),
-                        headers=auth(role))  # fmt: skip
-    client.async_stream_infer(NAME, inputs(grpcclient, prompt, max_tokens, False),
-                              request_id="s1", enable_empty_final_response=True)  # fmt: skip
-    responses = []
-    try:
-        while True:
-            result, error = results.get(timeout=60)
-            if error is not None:
-                raise error
-            params = result.get_response().parameters
-            if params["triton_final_response"].bool_param:
-                break
-            responses.append(result)
-    finally:
-        client.stop_stream()
-        client.close()
-    return responses
+    stream_inputs = inputs(grpcclient, prompt, max_tokens, False)
+    return grpc_stream_responses(server, NAME, stream_inputs, auth(role), timeout_s=60)
 
 
 def test_grpc_streaming_is_coalesced(api_server: RuntimeServer) -> None:
