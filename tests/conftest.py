@@ -9,7 +9,9 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
+# tests/ for the suites' shared helpers; hack/ for devkit (shared with the benchmarks).
 sys.path.insert(0, str(ROOT / "tests"))
+sys.path.insert(0, str(ROOT / "hack"))
 
 MUST_RUN = ("cluster", "runtime")
 
