@@ -1,4 +1,4 @@
-"""The CRD, generated from the pydantic models in api.py (``make crds`` writes crds/).
+"""The CRD, generated from the pydantic models in api/ (``make crds`` writes crds/).
 
 Pydantic emits JSON Schema 2020-12; Kubernetes wants a *structural* OpenAPI v3 subset: no $ref,
 no anyOf for optionals, ``x-kubernetes-int-or-string`` for int|string, boolean
@@ -191,7 +191,7 @@ class _NoAliases(yaml.SafeDumper):
 
 def crd_yaml() -> str:
     header = (
-        f"# Generated from operator/deepseek_operator/api.py by `make crds`; do not edit.\n"
+        f"# Generated from operator/deepseek_operator/api/ by `make crds`; do not edit.\n"
         f"# {API_VERSION} {KIND}\n"
     )
     return header + yaml.dump(crd(), Dumper=_NoAliases, sort_keys=False, width=100)

@@ -1,0 +1,89 @@
+"""The runtime's configuration file (a ConfigMap) and the hash that rolls pods when it changes."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any
+
+import yaml
+
+from deepseek_operator.api import DeepSeekDeploymentSpec, ModelFormat
+from deepseek_operator.manifests.target import (
+    HTTP_PORT,
+    TRITON_GRPC_PORT,
+    TRITON_HTTP_PORT,
+    TRITON_METRICS_PORT,
+    Target,
+    config_map_name,
+    object_meta,
+)
+
+MODEL_MOUNT = "/models"
+CONFIG_MOUNT = "/etc/deepseek"
+KEYS_MOUNT = "/etc/deepseek/keys"
+TLS_MOUNT = "/etc/deepseek/tls"
+INTEGRITY_MOUNT = "/etc/deepseek/integrity"
+
+
+def model_path(spec: DeepSeekDeploymentSpec) -> str:
+    source = spec.model.source
+    if source.image is not None:
+        return source.image.path
+    if source.pvc is not None and source.pvc.path:
+        return f"{MODEL_MOUNT}/{source.pvc.path.strip('/')}"
+    return MODEL_MOUNT
+
+
+def runtime_settings(t: Target) -> dict[str, Any]:
+    """The runtime's ``--config`` file: keys of deepseek_runtime.config.ServerSettings."""
+    spec = t.spec
+    rt = spec.runtime
+    settings: dict[str, Any] = {
+        "model": model_path(spec),
+        "served_model_name": spec.model.name,
+        "quantization": str(spec.quantization),
+        "max_num_seqs": rt.max_concurrent_sequences,
+        "max_queue": rt.max_queue_length,
+        "triton_max_batch_size": rt.max_batch_size or rt.max_concurrent_sequences,
+        "triton_max_queue_delay_ms": rt.max_queue_delay_ms,
+        "host": "0.0.0.0",
+        "port": HTTP_PORT,
+        "triton_http_port": TRITON_HTTP_PORT,
+        "triton_grpc_port": TRITON_GRPC_PORT,
+        "triton_metrics_port": TRITON_METRICS_PORT,
+        "audit_log": "/var/log/deepseek/audit.jsonl",
+    }
+    if t.plan is not None:
+        settings["max_model_len"] = t.plan.max_model_len
+    elif rt.max_model_len:
+        settings["max_model_len"] = rt.max_model_len
+    if spec.model.format == ModelFormat.gguf:
+        settings["gguf_file"] = spec.model.gguf_file
+    if spec.security.api_keys:
+        settings["api_keys"] = f"{KEYS_MOUNT}/api-keys.yaml"
+    else:
+        # No keys: the NetworkPolicy is the only gate, and the status says so.
+        settings["allow_unauthenticated"] = True
+    if spec.security.tls:
+        settings["tls_cert"] = f"{TLS_MOUNT}/tls.crt"
+        settings["tls_key"] = f"{TLS_MOUNT}/tls.key"
+    return settings
+
+
+def config_map(t: Target) -> dict[str, Any]:
+    body = yaml.safe_dump(runtime_settings(t), sort_keys=True)
+    return {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": object_meta(t, config_map_name(t.name)),
+        "data": {"runtime.yaml": body},
+    }
+
+
+def config_hash(t: Target) -> str:
+    """Changes whenever anything that should roll the pods changes (the ConfigMap included)."""
+    material = json.dumps(
+        {"config": runtime_settings(t), "spec": t.spec.wire(), "gpus": t.gpus}, sort_keys=True
+    )
+    return hashlib.sha256(material.encode()).hexdigest()[:16]
