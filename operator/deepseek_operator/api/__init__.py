@@ -1,8 +1,9 @@
 """The DeepSeekDeployment API: pydantic models of spec and status, the single source of truth.
 
 The CRD (crd.py) is generated from these models, so every ``description`` here is what
-``kubectl explain dsd.spec...`` prints, and every validator here has a twin in the schema or a
-CEL rule where the API server can check it too. Field names are camelCase on the wire.
+``kubectl explain dsd.spec...`` prints. Field constraints (patterns, bounds, enums) become the
+schema's; each cross-field ``Rule`` is declared once on its object and becomes both a CEL rule
+the API server checks and a pydantic check (schema.py). Field names are camelCase on the wire.
 """
 
 from deepseek_operator.api.access import MonitoringSpec, Peer, SecuritySpec, ServiceSpec

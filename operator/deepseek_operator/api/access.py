@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import ConfigDict, Field, model_validator
+from pydantic import Field
 
-from deepseek_operator.api.schema import DNS_LABEL, DNS_SUBDOMAIN, Schema, cel
+from deepseek_operator.api.schema import DNS_LABEL, DNS_SUBDOMAIN, Rule, Schema
 
 
 class ServiceSpec(Schema):
@@ -23,23 +23,16 @@ class LabelSelector(Schema):
 class Peer(Schema):
     """Who may connect: pods matching podSelector in namespaces matching namespaceSelector."""
 
-    model_config = ConfigDict(
-        json_schema_extra=cel(
-            (
-                "has(self.namespaceSelector) || has(self.podSelector)",
-                "set namespaceSelector, podSelector or both",
-            ),
-        )
+    rules = (
+        Rule(
+            "has(self.namespaceSelector) || has(self.podSelector)",
+            "set namespaceSelector, podSelector or both",
+            lambda s: s.namespace_selector is not None or s.pod_selector is not None,
+        ),
     )
 
     namespace_selector: LabelSelector | None = Field(None, description="Namespaces allowed.")
     pod_selector: LabelSelector | None = Field(None, description="Pods allowed.")
-
-    @model_validator(mode="after")
-    def _some(self) -> Peer:
-        if self.namespace_selector is None and self.pod_selector is None:
-            raise ValueError("set namespaceSelector, podSelector or both")
-        return self
 
 
 class SecretRef(Schema):

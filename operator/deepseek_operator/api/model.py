@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from enum import StrEnum
 
-from pydantic import ConfigDict, Field, model_validator
+from pydantic import Field
 
-from deepseek_operator.api.schema import DNS_SUBDOMAIN, RELATIVE_PATH, Schema, cel
+from deepseek_operator.api.schema import DNS_SUBDOMAIN, RELATIVE_PATH, Rule, Schema
 
 
 class Quantization(StrEnum):
@@ -66,24 +66,17 @@ class ImageSource(Schema):
 class ModelSource(Schema):
     """Where the weights are. Exactly one of pvc, hostPath or image."""
 
-    model_config = ConfigDict(
-        json_schema_extra=cel(
-            (
-                "[has(self.pvc), has(self.hostPath), has(self.image)].filter(x, x).size() == 1",
-                "exactly one of pvc, hostPath or image must be set",
-            ),
-        )
+    rules = (
+        Rule(
+            "[has(self.pvc), has(self.hostPath), has(self.image)].filter(x, x).size() == 1",
+            "exactly one of pvc, hostPath or image must be set",
+            lambda s: [s.pvc, s.host_path, s.image].count(None) == 2,
+        ),
     )
 
     pvc: PvcSource | None = Field(None, description="Weights on a PersistentVolumeClaim.")
     host_path: HostPathSource | None = Field(None, description="Weights on the node's disk.")
     image: ImageSource | None = Field(None, description="Weights baked into the runtime image.")
-
-    @model_validator(mode="after")
-    def _exactly_one(self) -> ModelSource:
-        if sum(x is not None for x in (self.pvc, self.host_path, self.image)) != 1:
-            raise ValueError("exactly one of pvc, hostPath or image must be set")
-        return self
 
 
 class KeyRef(Schema):
@@ -97,32 +90,27 @@ class Integrity(Schema):
     """A pinned SHA-256 manifest of the weights (``deepseek-runtime manifest DIR``), verified by
     an init container before the runtime starts."""
 
-    model_config = ConfigDict(
-        json_schema_extra=cel(
-            ("has(self.configMap) != has(self.secret)", "set exactly one of configMap or secret"),
-        )
+    rules = (
+        Rule(
+            "has(self.configMap) != has(self.secret)",
+            "set exactly one of configMap or secret",
+            lambda s: (s.config_map is None) != (s.secret is None),
+        ),
     )
 
     config_map: KeyRef | None = Field(None, description="ConfigMap holding the manifest.")
     secret: KeyRef | None = Field(None, description="Secret holding the manifest.")
 
-    @model_validator(mode="after")
-    def _one(self) -> Integrity:
-        if (self.config_map is None) == (self.secret is None):
-            raise ValueError("set exactly one of configMap or secret")
-        return self
-
 
 class ModelSpec(Schema):
     """The model to serve."""
 
-    model_config = ConfigDict(
-        json_schema_extra=cel(
-            (
-                "self.format != 'gguf' || has(self.ggufFile)",
-                "ggufFile is required when format is gguf",
-            ),
-        )
+    rules = (
+        Rule(
+            "self.format != 'gguf' || has(self.ggufFile)",
+            "ggufFile is required when format is gguf",
+            lambda s: s.format != ModelFormat.gguf or s.gguf_file is not None,
+        ),
     )
 
     name: str = Field(
@@ -152,9 +140,3 @@ class ModelSpec(Schema):
     integrity: Integrity | None = Field(
         None, description="SHA-256 manifest to verify before serving."
     )
-
-    @model_validator(mode="after")
-    def _gguf(self) -> ModelSpec:
-        if self.format == ModelFormat.gguf and not self.gguf_file:
-            raise ValueError("ggufFile is required when format is gguf")
-        return self

@@ -5,21 +5,20 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Annotated, Literal
 
-from pydantic import ConfigDict, Field, model_validator
+from pydantic import Field
 
-from deepseek_operator.api.schema import QUANTITY, Schema, cel
+from deepseek_operator.api.schema import QUANTITY, Rule, Schema
 
 
 class RuntimeSpec(Schema):
     """How the runtime in each pod batches and queues."""
 
-    model_config = ConfigDict(
-        json_schema_extra=cel(
-            (
-                "!has(self.maxBatchSize) || self.maxBatchSize <= self.maxConcurrentSequences",
-                "maxBatchSize must not exceed maxConcurrentSequences",
-            ),
-        )
+    rules = (
+        Rule(
+            "!has(self.maxBatchSize) || self.maxBatchSize <= self.maxConcurrentSequences",
+            "maxBatchSize must not exceed maxConcurrentSequences",
+            lambda s: s.max_batch_size is None or s.max_batch_size <= s.max_concurrent_sequences,
+        ),
     )
 
     image: str = Field(
@@ -64,24 +63,21 @@ class RuntimeSpec(Schema):
         max_length=64,
     )
 
-    @model_validator(mode="after")
-    def _batch(self) -> RuntimeSpec:
-        if self.max_batch_size and self.max_batch_size > self.max_concurrent_sequences:
-            raise ValueError("maxBatchSize must not exceed maxConcurrentSequences")
-        return self
-
 
 class GpuSpec(Schema):
     """GPUs per replica."""
 
-    model_config = ConfigDict(
-        json_schema_extra=cel(
-            ("!(has(self.product) && has(self.memoryGiB))", "set product or memoryGiB, not both"),
-            (
-                "type(self.count) == int ? self.count >= 1 : self.count == 'auto'",
-                "count must be 'auto' or a positive integer",
-            ),
-        )
+    rules = (
+        Rule(
+            "!(has(self.product) && has(self.memoryGiB))",
+            "set product or memoryGiB, not both",
+            lambda s: s.product is None or s.memory_gi_b is None,
+        ),
+        Rule(
+            "type(self.count) == int ? self.count >= 1 : self.count == 'auto'",
+            "count must be 'auto' or a positive integer",
+            lambda s: s.count == "auto" or s.count >= 1,
+        ),
     )
 
     count: int | Literal["auto"] = Field(
@@ -111,14 +107,6 @@ class GpuSpec(Schema):
     )
     max_per_node: int = Field(8, ge=1, le=64, description="Most GPUs one node offers.")
 
-    @model_validator(mode="after")
-    def _product_or_memory(self) -> GpuSpec:
-        if self.product is not None and self.memory_gi_b is not None:
-            raise ValueError("set product or memoryGiB, not both")
-        if isinstance(self.count, int) and self.count < 1:
-            raise ValueError("count must be 'auto' or a positive integer")
-        return self
-
 
 class ResourcesSpec(Schema):
     gpu: GpuSpec = Field(default_factory=GpuSpec, description="GPUs per replica.")
@@ -137,10 +125,12 @@ class AutoscalingMode(StrEnum):
 class AutoscalingSpec(Schema):
     """Scale on the runtime's queue gauge, deepseek_requests_waiting."""
 
-    model_config = ConfigDict(
-        json_schema_extra=cel(
-            ("self.minReplicas <= self.maxReplicas", "minReplicas must not exceed maxReplicas"),
-        )
+    rules = (
+        Rule(
+            "self.minReplicas <= self.maxReplicas",
+            "minReplicas must not exceed maxReplicas",
+            lambda s: s.min_replicas <= s.max_replicas,
+        ),
     )
 
     mode: AutoscalingMode = Field(
@@ -164,9 +154,3 @@ class AutoscalingSpec(Schema):
         max_length=512,
         pattern=r"^https?://.+",
     )
-
-    @model_validator(mode="after")
-    def _bounds(self) -> AutoscalingSpec:
-        if self.min_replicas > self.max_replicas:
-            raise ValueError("minReplicas must not exceed maxReplicas")
-        return self

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import Field, model_validator
+from pydantic import Field, ValidationError
 
 from deepseek_operator.api.access import MonitoringSpec, SecuritySpec, ServiceSpec
 from deepseek_operator.api.model import ModelFormat, ModelSpec, Quantization
 from deepseek_operator.api.scheduling import SchedulingSpec
-from deepseek_operator.api.schema import Schema
+from deepseek_operator.api.schema import Rule, Schema
 from deepseek_operator.api.serving import (
     AutoscalingMode,
     AutoscalingSpec,
@@ -28,6 +28,14 @@ API_VERSION = f"{GROUP}/{VERSION}"
 
 class DeepSeekDeploymentSpec(Schema):
     """A private, GPU-sized DeepSeek deployment."""
+
+    rules = (
+        Rule(
+            "self.model.format != 'gguf' || self.quantization == 'none'",
+            "quantization must be none for gguf models (GGUF carries its own)",
+            lambda s: s.model.format != ModelFormat.gguf or s.quantization == Quantization.none,
+        ),
+    )
 
     model: ModelSpec = Field(description="The model and where its weights are.")
     quantization: Quantization = Field(
@@ -62,12 +70,6 @@ class DeepSeekDeploymentSpec(Schema):
         default_factory=MonitoringSpec, description="Prometheus integration."
     )
 
-    @model_validator(mode="after")
-    def _cross(self) -> DeepSeekDeploymentSpec:
-        if self.model.format == ModelFormat.gguf and self.quantization != Quantization.none:
-            raise ValueError("quantization must be none for gguf models (GGUF carries its own)")
-        return self
-
     @property
     def autoscaling_mode(self) -> AutoscalingMode:
         return AutoscalingMode(self.autoscaling.mode) if self.autoscaling else AutoscalingMode.none
@@ -79,16 +81,21 @@ def parse_spec(spec: dict[str, Any]) -> DeepSeekDeploymentSpec:
 
 
 def error_fields(exc: Exception) -> list[str]:
-    """``spec.a.b: reason`` lines from a pydantic ValidationError, in the user's field names."""
-    from pydantic import ValidationError
-
+    """``spec.a.b[0]: reason`` lines from a pydantic ValidationError, with field paths written as
+    the API server writes them, so both say the same thing."""
     if not isinstance(exc, ValidationError):
         return [str(exc)]
-    lines = []
-    for err in exc.errors():
-        loc = ".".join(
-            ["spec", *(str(p) for p in err["loc"] if not str(p).startswith("function-"))]
-        )
-        msg = err["msg"].removeprefix("Value error, ")
-        lines.append(f"{loc}: {msg}")
-    return lines
+    return [
+        f"{field_path(err['loc'])}: {err['msg'].removeprefix('Value error, ')}"
+        for err in exc.errors()
+    ]
+
+
+def field_path(loc: tuple[int | str, ...]) -> str:
+    path = "spec"
+    for part in loc:
+        if isinstance(part, int):
+            path += f"[{part}]"
+        elif not part.startswith("function-"):
+            path += f".{part}"
+    return path
