@@ -18,7 +18,7 @@ from deepseek_operator import status as st
 from deepseek_operator.api import API_VERSION, KIND, DeepSeekDeploymentSpec, parse_spec
 from deepseek_operator.api import error_fields as spec_errors
 from deepseek_operator.kube import KindNotInstalled, Kube
-from deepseek_operator.manifests import Target, children, endpoint
+from deepseek_operator.manifests import Target, children, selector
 from deepseek_operator.sizing import SizingError, plan_for_spec
 
 log = logging.getLogger(__name__)
@@ -113,9 +113,20 @@ def reconcile(kube: Kube, body: dict[str, Any]) -> Outcome:
         kube.patch_status(namespace, name, invalid)
         return Outcome(False, message)
 
+    deployment, warnings = apply_children(kube, target, owner_reference(body))
+    observed = observe(kube, target, deployment)
+    kube.patch_status(namespace, name, st.status_of(target, observed, old, generation, warnings))
+    summary = target.plan.summary() if target.plan else "GPU count given; model not sized"
+    return Outcome(True, summary, warnings)
+
+
+def apply_children(
+    kube: Kube, target: Target, owner: dict[str, Any]
+) -> tuple[dict[str, Any] | None, list[str]]:
+    """Apply every desired child whole and delete optional ones no longer wanted; returns the
+    Deployment as applied and a warning for each child whose kind the cluster does not serve."""
     warnings: list[str] = []
     deployment = None
-    owner = owner_reference(body)
     desired = children(target)
     for child in desired:
         child["metadata"]["ownerReferences"] = [owner]
@@ -132,67 +143,19 @@ def reconcile(kube: Kube, body: dict[str, Any]) -> Outcome:
     wanted = {(c["apiVersion"], c["kind"]) for c in desired}
     for api_version, kind in OPTIONAL_KINDS:
         if (api_version, kind) not in wanted:
-            kube.delete(api_version, kind, namespace, name)
-
-    new_status = observe(kube, target, deployment, old, generation, warnings)
-    kube.patch_status(namespace, name, new_status)
-    summary = target.plan.summary() if target.plan else "GPU count given; model not sized"
-    return Outcome(True, summary, warnings)
+            kube.delete(api_version, kind, target.namespace, target.name)
+    return deployment, warnings
 
 
-def observe(
-    kube: Kube,
-    target: Target,
-    deployment: dict[str, Any] | None,
-    old: dict[str, Any],
-    generation: int | None,
-    warnings: list[str] | None = None,
-) -> dict[str, Any]:
-    """The status a valid target has, given its live Deployment (and pods, for integrity)."""
-    fields, ready = st.from_deployment(deployment, generation)
-    conditions = [ready]
-    plan = target.plan
-    if plan is not None:
-        conditions.append(st.condition(st.GPU_PLANNED, True, "Planned", plan.summary(), generation))
-    else:
-        conditions.append(
-            st.condition(
-                st.GPU_PLANNED,
-                True,
-                "CountGiven",
-                f"{target.gpus} GPU(s) as set; the model is not in the "
-                "catalogue, so memory was not checked",
-                generation,
-            )
-        )
+def observe(kube: Kube, target: Target, deployment: dict[str, Any] | None) -> st.Observed:
+    """Read what the status is computed from: the Deployment (as just applied, when given),
+    and its pods when the status needs them."""
+    if deployment is None:
+        deployment = kube.get("apps/v1", "Deployment", target.namespace, target.name)
+    pods = []
     if target.spec.model.integrity is not None:
-        pods = kube.list("v1", "Pod", target.namespace, st.selector(target.name))
-        conditions.append(st.weights_verified(pods, generation))
-    keys = target.spec.security.api_keys
-    conditions.append(
-        st.condition(
-            st.AUTHENTICATED,
-            keys is not None,
-            "ApiKeys" if keys else "NoApiKeys",
-            f"API keys from Secret {keys.secret_name}"
-            if keys
-            else "no API keys: any pod the NetworkPolicy admits may call the model",
-            generation,
-        )
-    )
-    for text in warnings or []:
-        conditions.append(st.condition("Warning", True, "OptionalChildSkipped", text, generation))
-    return {
-        **fields,
-        "observedGeneration": generation,
-        "selector": st.selector(target.name),
-        "endpoint": endpoint(target.name, target.namespace, target.spec),
-        "gpus": target.gpus,
-        "gpuPlan": plan.status().wire() if plan else None,
-        "conditions": st.merge_conditions(
-            old.get("conditions") or [], conditions, keep_others=False
-        ),
-    }
+        pods = kube.list("v1", "Pod", target.namespace, selector(target.name))
+    return st.Observed(deployment=deployment, pods=pods)
 
 
 def refresh_status(
@@ -203,10 +166,8 @@ def refresh_status(
     target, _ = validate(body)
     if target is None:
         return None  # an invalid spec keeps its SpecInvalid status until the spec changes
-    if deployment is None:
-        deployment = kube.get("apps/v1", "Deployment", meta["namespace"], meta["name"])
     old = body.get("status") or {}
-    new = observe(kube, target, deployment, old, meta.get("generation"))
+    new = st.status_of(target, observe(kube, target, deployment), old, meta.get("generation"))
     if _same(old, new):
         return None
     kube.patch_status(meta["namespace"], meta["name"], new)

@@ -21,6 +21,7 @@ from deepseek_operator.manifests.target import (
     QUEUE_METRIC,
     Target,
     endpoint,
+    selector,
     selector_labels,
 )
 
@@ -39,6 +40,7 @@ __all__ = [
     "pod_disruption_budget",
     "runtime_settings",
     "scaled_object",
+    "selector",
     "selector_labels",
     "service",
     "service_account",

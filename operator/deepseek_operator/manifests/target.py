@@ -44,6 +44,11 @@ def selector_labels(name: str) -> dict[str, str]:
     return {"app.kubernetes.io/name": APP, "app.kubernetes.io/instance": name}
 
 
+def selector(name: str) -> str:
+    """The pods' label selector as a string (status.selector, list calls)."""
+    return ",".join(f"{k}={v}" for k, v in selector_labels(name).items())
+
+
 def labels(t: Target) -> dict[str, str]:
     out = {
         **selector_labels(t.name),

@@ -1,64 +1,10 @@
-"""Observed children -> the DeepSeekDeployment's status. Pure: the reconcile layer feeds it.
-
-Conditions follow metav1.Condition: ``lastTransitionTime`` moves only when ``status`` flips,
-so watching tools see real transitions, not every refresh.
-"""
+"""Ready (from the Deployment) and WeightsVerified (from the pods' verify-weights container)."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import Any
 
-from deepseek_operator.manifests import selector_labels
-
-READY = "Ready"
-GPU_PLANNED = "GpuPlanned"
-WEIGHTS_VERIFIED = "WeightsVerified"
-AUTHENTICATED = "Authenticated"
-
-
-def now() -> str:
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def condition(
-    type_: str, status: bool | None, reason: str, message: str, generation: int | None
-) -> dict[str, Any]:
-    value = "Unknown" if status is None else ("True" if status else "False")
-    return {
-        "type": type_,
-        "status": value,
-        "reason": reason,
-        "message": message[:32000],
-        "observedGeneration": generation,
-    }
-
-
-def merge_conditions(
-    old: list[dict[str, Any]],
-    new: list[dict[str, Any]],
-    timestamp: str | None = None,
-    keep_others: bool = True,
-) -> list[dict[str, Any]]:
-    """New conditions replace old ones of the same type; other old types stay if keep_others."""
-    stamp = timestamp or now()
-    previous = {c.get("type"): c for c in old or []}
-    merged = {c["type"]: c for c in old or []} if keep_others else {}
-    for cond in new:
-        before = previous.get(cond["type"])
-        same = before is not None and before.get("status") == cond["status"]
-        when = before.get("lastTransitionTime") if same and before else None
-        merged[cond["type"]] = {**cond, "lastTransitionTime": when or stamp}
-    return [merged[k] for k in sorted(merged, key=_order)]
-
-
-def _order(type_: str) -> tuple[int, str]:
-    rank = {READY: 0, GPU_PLANNED: 1, WEIGHTS_VERIFIED: 2, AUTHENTICATED: 3}
-    return rank.get(type_, 9), type_
-
-
-def selector(name: str) -> str:
-    return ",".join(f"{k}={v}" for k, v in selector_labels(name).items())
+from deepseek_operator.status.conditions import READY, WEIGHTS_VERIFIED, condition
 
 
 def from_deployment(

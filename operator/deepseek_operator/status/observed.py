@@ -1,0 +1,17 @@
+"""What the reconcile layer read about a DeepSeekDeployment's children, in one value."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True, slots=True)
+class Observed:
+    """A snapshot of the live children the status is computed from, as the API returned them.
+
+    ``deployment`` is None when it does not exist (yet); ``pods`` are the Deployment's pods,
+    read only when the status needs them."""
+
+    deployment: dict[str, Any] | None = None
+    pods: list[dict[str, Any]] = field(default_factory=list)
