@@ -1,8 +1,9 @@
 """Desired vs actual, level-based: the only place that decides what to write to the cluster.
 
-``reconcile`` is called on create, resume, update and by the drift timer: it validates the
-spec, plans GPUs, applies every child whole (server-side apply, so a second run is a no-op and
-a restart is harmless), removes optional children that are no longer wanted, and writes status.
+``reconcile`` is called on create, resume, update and by the periodic drift repair: it
+validates the spec, plans GPUs, applies every child whole (server-side apply, so a second run is
+a no-op and a restart is harmless), removes optional children that are no longer wanted, and
+writes status.
 Bad input never touches the children: it becomes ``Ready=False, reason SpecInvalid``.
 """
 

@@ -10,7 +10,7 @@ and stays within one node.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from deepseek_operator.api import DeepSeekDeploymentSpec, GpuPlanStatus, Quantization
 from deepseek_operator.catalog import GIB, GPUS, GpuProduct, ModelFacts, find_gpu, find_model
@@ -54,8 +54,6 @@ class GpuPlan:
     overhead_gib: float
     max_model_len: int
     concurrency: int
-    fits: bool = True
-    notes: list[str] = field(default_factory=list)
 
     @property
     def per_gpu_gib(self) -> float:

@@ -31,7 +31,7 @@ from clusterkit import (
 pytestmark = pytest.mark.cluster
 
 EXAMPLE = REPO / "examples" / "r1-distill-qwen-7b.yaml"
-# A deleted child comes back on the operator's next look: a watch event or its timer.
+# A deleted child comes back on the operator's next look: a watch event or its drift repair.
 REPAIR_TIMEOUT = 90.0
 
 
