@@ -50,68 +50,38 @@ class ModelFacts:
         return 2 * self.num_layers * self.num_kv_heads * self.head_dim
 
 
-# DeepSeek-V2/V3/R1 (MLA, 160k context): checkpoints that share one config.json.
-#   parameters, hidden, layers, heads, vocab, native precision, checkpoint names
+# fmt: off
+# DeepSeek-V2/V3/R1: multi-head latent attention (K and V share a 512 latent plus 64 RoPE dims;
+# head_dim is 128 + 64), 160k context; the checkpoints in a row share one config.json.
+#   parameters       hidden layers heads vocab   native  checkpoints
 _MLA: list[tuple[int, int, int, int, int, str, tuple[str, ...]]] = [
-    (671_026_419_200, 7168, 61, 128, 129280, "fp8", ("R1", "R1-0528", "V3", "V3-0324")),
-    (235_741_434_880, 5120, 60, 128, 102400, "bf16", ("V2", "V2-Chat", "Coder-V2-Instruct")),
-    (
-        15_706_484_224,
-        2048,
-        27,
-        16,
-        102400,
-        "bf16",
-        ("V2-Lite", "V2-Lite-Chat", "Coder-V2-Lite-Instruct"),
-    ),
+    (671_026_419_200, 7168, 61,    128,  129280, "fp8",  ("R1", "R1-0528", "V3", "V3-0324")),
+    (235_741_434_880, 5120, 60,    128,  102400, "bf16", ("V2", "V2-Chat", "Coder-V2-Instruct")),
+    (15_706_484_224,  2048, 27,    16,   102400, "bf16", ("V2-Lite", "V2-Lite-Chat",
+                                                          "Coder-V2-Lite-Instruct")),
 ]
-# The R1-Distill models (Qwen2 and Llama checkpoints, 128k context, grouped-query attention).
-#   name, parameters, hidden, layers, heads, KV heads, vocab
+# The R1-Distill models: Qwen2 and Llama checkpoints, grouped-query attention, 128k context.
+#   checkpoint              parameters      hidden layers heads KV  vocab
 _DISTILL: list[tuple[str, int, int, int, int, int, int]] = [
-    ("R1-Distill-Qwen-1.5B", 1_777_088_000, 1536, 28, 12, 2, 151936),
-    ("R1-Distill-Qwen-7B", 7_615_616_512, 3584, 28, 28, 4, 152064),
-    ("R1-Distill-Llama-8B", 8_030_261_248, 4096, 32, 32, 8, 128256),
-    ("R1-Distill-Qwen-14B", 14_770_033_664, 5120, 48, 40, 8, 152064),
-    ("R1-Distill-Qwen-32B", 32_763_876_352, 5120, 64, 40, 8, 152064),
-    ("R1-Distill-Llama-70B", 70_553_706_496, 8192, 80, 64, 8, 128256),
+    ("R1-Distill-Qwen-1.5B", 1_777_088_000,  1536,  28,    12,   2, 151936),
+    ("R1-Distill-Qwen-7B",   7_615_616_512,  3584,  28,    28,   4, 152064),
+    ("R1-Distill-Llama-8B",  8_030_261_248,  4096,  32,    32,   8, 128256),
+    ("R1-Distill-Qwen-14B",  14_770_033_664, 5120,  48,    40,   8, 152064),
+    ("R1-Distill-Qwen-32B",  32_763_876_352, 5120,  64,    40,   8, 152064),
+    ("R1-Distill-Llama-70B", 70_553_706_496, 8192,  80,    64,   8, 128256),
 ]
-
+# Both as ModelFacts' fields: name, parameters, hidden, layers, heads, KV heads, head_dim,
+# vocab, context, tied embeddings, native precision, kv_lora_rank, qk_rope_head_dim.
+_ROWS: list[tuple[str, int, int, int, int, int, int, int, int, bool, str, int, int]] = [
+    *((name, p, hidden, layers, heads, heads, 192, vocab, 163840, False, native, 512, 64)
+      for p, hidden, layers, heads, vocab, native, names in _MLA for name in names),
+    *((name, p, hidden, layers, heads, kv, hidden // heads, vocab, 131072, False, "bf16", 0, 0)
+      for name, p, hidden, layers, heads, kv, vocab in _DISTILL),
+]
+# fmt: on
 MODELS: dict[str, ModelFacts] = {
-    m.name.lower(): m
-    for m in [
-        *(
-            ModelFacts(
-                f"deepseek-ai/DeepSeek-{name}",
-                parameters,
-                hidden,
-                layers,
-                heads,
-                heads,
-                192,  # qk_nope_head_dim 128 + qk_rope_head_dim 64
-                vocab,
-                163840,
-                native_dtype=native,
-                kv_lora_rank=512,
-                qk_rope_head_dim=64,
-            )
-            for parameters, hidden, layers, heads, vocab, native, names in _MLA
-            for name in names
-        ),
-        *(
-            ModelFacts(
-                f"deepseek-ai/DeepSeek-{name}",
-                parameters,
-                hidden,
-                layers,
-                heads,
-                kv_heads,
-                hidden // heads,
-                vocab,
-                131072,
-            )
-            for name, parameters, hidden, layers, heads, kv_heads, vocab in _DISTILL
-        ),
-    ]
+    f"deepseek-ai/deepseek-{row[0].lower()}": ModelFacts(f"deepseek-ai/DeepSeek-{row[0]}", *row[1:])
+    for row in _ROWS
 }
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from deepseek_operator.api import AutoscalingSpec
 from deepseek_operator.manifests.target import QUEUE_METRIC, Target, object_meta, selector_labels
 
 
@@ -17,66 +18,53 @@ def pod_disruption_budget(t: Target) -> dict[str, Any]:
 
 
 def horizontal_pod_autoscaler(t: Target) -> dict[str, Any]:
-    auto = t.spec.autoscaling
-    assert auto is not None
-    return {
-        "apiVersion": "autoscaling/v2",
-        "kind": "HorizontalPodAutoscaler",
-        "metadata": object_meta(t),
-        "spec": {
-            "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": t.name},
-            "minReplicas": auto.min_replicas,
-            "maxReplicas": auto.max_replicas,
-            "metrics": [
-                {
-                    "type": "Pods",
-                    "pods": {
-                        "metric": {"name": QUEUE_METRIC},
-                        "target": {
-                            "type": "AverageValue",
-                            "averageValue": str(auto.target_queue_length),
-                        },
-                    },
-                }
-            ],
-            "behavior": {
-                "scaleDown": {"stabilizationWindowSeconds": auto.scale_down_stabilization_seconds},
-                "scaleUp": {"stabilizationWindowSeconds": 0},
-            },
-        },
-    }
+    auto = _autoscaling(t)
+    target = {"type": "AverageValue", "averageValue": str(auto.target_queue_length)}
+    return _autoscaler(
+        t,
+        "autoscaling/v2",
+        "HorizontalPodAutoscaler",
+        minReplicas=auto.min_replicas,
+        maxReplicas=auto.max_replicas,
+        metrics=[{"type": "Pods", "pods": {"metric": {"name": QUEUE_METRIC}, "target": target}}],
+        behavior={**_scale_down(auto), "scaleUp": {"stabilizationWindowSeconds": 0}},
+    )
 
 
 def scaled_object(t: Target) -> dict[str, Any]:
-    auto = t.spec.autoscaling
-    assert auto is not None
+    auto = _autoscaling(t)
     query = f'sum({QUEUE_METRIC}{{namespace="{t.namespace}",service="{t.name}"}})'
-    return {
-        "apiVersion": "keda.sh/v1alpha1",
-        "kind": "ScaledObject",
-        "metadata": object_meta(t),
-        "spec": {
-            "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": t.name},
-            "minReplicaCount": auto.min_replicas,
-            "maxReplicaCount": auto.max_replicas,
-            "advanced": {
-                "horizontalPodAutoscalerConfig": {
-                    "behavior": {
-                        "scaleDown": {
-                            "stabilizationWindowSeconds": auto.scale_down_stabilization_seconds
-                        }
-                    }
-                }
-            },
-            "triggers": [
-                {
-                    "type": "prometheus",
-                    "metadata": {
-                        "serverAddress": auto.prometheus_address,
-                        "query": query,
-                        "threshold": str(auto.target_queue_length),
-                    },
-                }
-            ],
-        },
+    trigger = {
+        "serverAddress": auto.prometheus_address,
+        "query": query,
+        "threshold": str(auto.target_queue_length),
     }
+    return _autoscaler(
+        t,
+        "keda.sh/v1alpha1",
+        "ScaledObject",
+        minReplicaCount=auto.min_replicas,
+        maxReplicaCount=auto.max_replicas,
+        advanced={"horizontalPodAutoscalerConfig": {"behavior": _scale_down(auto)}},
+        triggers=[{"type": "prometheus", "metadata": trigger}],
+    )
+
+
+def _autoscaling(t: Target) -> AutoscalingSpec:
+    assert t.spec.autoscaling is not None, "only built when the spec asks for autoscaling"
+    return t.spec.autoscaling
+
+
+def _autoscaler(t: Target, api_version: str, kind: str, **spec: Any) -> dict[str, Any]:
+    """An autoscaler of the runtime Deployment; ``spec`` is what the kind adds to its target."""
+    ref = {"apiVersion": "apps/v1", "kind": "Deployment", "name": t.name}
+    return {
+        "apiVersion": api_version,
+        "kind": kind,
+        "metadata": object_meta(t),
+        "spec": {"scaleTargetRef": ref, **spec},
+    }
+
+
+def _scale_down(auto: AutoscalingSpec) -> dict[str, Any]:
+    return {"scaleDown": {"stabilizationWindowSeconds": auto.scale_down_stabilization_seconds}}
