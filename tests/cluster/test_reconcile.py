@@ -229,6 +229,9 @@ def test_scale_subresource_moves_the_deployment(
         "3 ready replicas in the status",
     )
     assert cr["status"]["ready"] == "3/3"
+    # Scaling adds pods; it must not replace the first one (on GPUs, a model reload each).
+    replica_sets = ns.items("replicasets", "app.kubernetes.io/instance=scaled")
+    assert len(replica_sets) == 1, [rs["metadata"]["name"] for rs in replica_sets]
     # The scale subresource reads back through the CR's own status.
     scale = json.loads(
         ns(

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import json
 from typing import Any
 
 import yaml
@@ -71,19 +70,24 @@ def runtime_settings(t: Target) -> dict[str, Any]:
     return settings
 
 
+def runtime_yaml(t: Target) -> str:
+    return yaml.safe_dump(runtime_settings(t), sort_keys=True)
+
+
 def config_map(t: Target) -> dict[str, Any]:
-    body = yaml.safe_dump(runtime_settings(t), sort_keys=True)
     return {
         "apiVersion": "v1",
         "kind": "ConfigMap",
         "metadata": object_meta(t, config_map_name(t.name)),
-        "data": {"runtime.yaml": body},
+        "data": {"runtime.yaml": runtime_yaml(t)},
     }
 
 
 def config_hash(t: Target) -> str:
-    """Changes whenever anything that should roll the pods changes (the ConfigMap included)."""
-    material = json.dumps(
-        {"config": runtime_settings(t), "spec": t.spec.wire(), "gpus": t.gpus}, sort_keys=True
-    )
-    return hashlib.sha256(material.encode()).hexdigest()[:16]
+    """A hash of the runtime's configuration file, for the pod template's annotation.
+
+    A running pod does not reread its mounted ConfigMap, so a new configuration must change the
+    template to roll the pods. Nothing else goes in: whatever else the pods depend on is in the
+    template itself, and replicas, autoscaling, the Service or monitoring must never replace
+    pods (each replacement reloads a model onto its GPUs)."""
+    return hashlib.sha256(runtime_yaml(t).encode()).hexdigest()[:16]

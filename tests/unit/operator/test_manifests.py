@@ -1,7 +1,9 @@
 from __future__ import annotations
 
+import json
 from typing import Any
 
+import pytest
 import yaml
 from specs import cr
 
@@ -99,12 +101,38 @@ def test_probes_hit_the_runtime_endpoints_and_switch_to_https_with_tls() -> None
     assert tls["readinessProbe"]["httpGet"]["scheme"] == "HTTPS"
 
 
-def test_config_hash_changes_with_the_spec_and_only_then() -> None:
+def pod_template(t: Target) -> str:
+    return json.dumps(deployment(t)["spec"]["template"], sort_keys=True)
+
+
+def test_config_hash_follows_the_runtime_config() -> None:
     def hash_of(t: Target) -> str:
         return deployment(t)["spec"]["template"]["metadata"]["annotations"][CONFIG_HASH_ANNOTATION]
 
     assert hash_of(target()) == hash_of(target())
+    # Only in the ConfigMap, which a running pod does not reread: the hash must roll the pods.
     assert hash_of(target()) != hash_of(target(**{"runtime": {"maxQueueLength": 10}}))
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {"replicas": 3, "autoscaling": None},
+        {"autoscaling": None},
+        {"autoscaling.maxReplicas": 9},
+        {"autoscaling.minReplicas": 2},
+        {"autoscaling.targetQueueLength": 2},
+        {"autoscaling.scaleDownStabilizationSeconds": 60},
+        {"autoscaling.mode": "keda"},
+        {"service": {"type": "LoadBalancer", "port": 443}},
+        {"monitoring": {"serviceMonitor": True, "interval": "5s", "namespace": "prom"}},
+    ],
+    ids=lambda c: ",".join(c),
+)
+def test_scaling_service_and_monitoring_leave_the_pod_template_alone(changes: dict) -> None:
+    """A pod template change replaces every pod (a model reload per GPU pod): replicas,
+    autoscaling, the Service, monitoring and the PDB are not the pods' business."""
+    assert pod_template(target(**changes)) == pod_template(target())
 
 
 def test_replicas_left_to_the_autoscaler_when_there_is_one() -> None:
