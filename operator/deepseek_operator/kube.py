@@ -48,6 +48,10 @@ class KindNotInstalled(KubeError):
     """The API server does not serve this kind (its CRD, e.g. KEDA's, is not installed)."""
 
 
+class NotFound(KubeError):
+    """The object, or the namespace it would be written to, does not exist (or no longer)."""
+
+
 def path(
     api_version: str,
     kind: str,
@@ -91,16 +95,18 @@ class Kube:
             response.read()
             status, data = response.status, response.data or b""
         except ApiException as exc:
-            status, data = exc.status or 0, (exc.body or "").encode()
+            if not exc.status:  # no HTTP answer at all (the REST client's SSL and body errors)
+                raise KubeError(0, str(exc.reason)) from exc
+            status, data = exc.status, (exc.body or "").encode()
         except Exception as exc:  # urllib3 timeouts and connection errors
             raise KubeError(0, str(exc)) from exc
         if status == 404:
             if method in ("GET", "DELETE"):
                 return None
-            raise KindNotInstalled(404, _message(data))
+            raise _not_found(data)
         if status >= 400:
             raise KubeError(status, _message(data))
-        return json.loads(response.data) if response.data else {}
+        return json.loads(data) if data else {}
 
     def apply(self, obj: dict[str, Any]) -> dict[str, Any]:
         """Server-side apply the whole object; we own every field we set."""
@@ -131,14 +137,9 @@ class Kube:
         return list((result or {}).get("items") or [])
 
     def delete(self, api_version: str, kind: str, namespace: str, name: str) -> None:
-        try:
-            self._call(
-                "DELETE",
-                path(api_version, kind, namespace, name),
-                {"propagationPolicy": "Background"},
-            )
-        except KindNotInstalled:
-            return
+        """Idempotent: an object (or kind) that is not there is already deleted."""
+        body = {"propagationPolicy": "Background"}
+        self._call("DELETE", path(api_version, kind, namespace, name), body)
 
     def namespace_labels(self, namespace: str) -> dict[str, str]:
         found = self._call("GET", f"/api/v1/namespaces/{namespace}") or {}
@@ -152,8 +153,21 @@ class Kube:
         url = path(f"{GROUP}/{VERSION}", "DeepSeekDeployment", namespace, name, "status")
         try:
             self._call("PATCH", url, {"status": status}, "application/merge-patch+json")
-        except KindNotInstalled:
+        except NotFound:
             return  # the resource was deleted meanwhile
+
+
+def _not_found(data: bytes) -> KubeError:
+    """A 404 on a write: a Status naming the missing object's kind means the object (or its
+    namespace) is missing; anything else (no details, or the mux's plain-text page) means the
+    API server does not serve the resource type at all."""
+    try:
+        details = json.loads(data).get("details") or {}
+    except (TypeError, ValueError, AttributeError):
+        details = {}
+    if details.get("kind"):
+        return NotFound(404, _message(data))
+    return KindNotInstalled(404, _message(data))
 
 
 def _message(data: bytes) -> str:
