@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import copy
 import json
 from typing import Any
 
@@ -59,6 +60,63 @@ def test_gpu_requests_equal_limits_and_follow_the_plan() -> None:
     assert {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"} in pod[
         "tolerations"
     ]
+
+
+ZONES = {
+    "nodeAffinity": {
+        "requiredDuringSchedulingIgnoredDuringExecution": {
+            "nodeSelectorTerms": [
+                {"matchExpressions": [{"key": "zone", "operator": "In", "values": ["a"]}]},
+                {"matchFields": [{"key": "metadata.name", "operator": "In", "values": ["n9"]}]},
+            ]
+        },
+        "preferredDuringSchedulingIgnoredDuringExecution": [
+            {
+                "weight": 1,
+                "preference": {"matchExpressions": [{"key": "ssd", "operator": "Exists"}]},
+            }
+        ],
+    },
+    "podAntiAffinity": {"preferredDuringSchedulingIgnoredDuringExecution": []},
+}
+MEMORY_40 = {"key": "nvidia.com/gpu.memory", "operator": "Gt", "values": ["40959"]}
+
+
+def test_memory_gib_joins_each_of_the_users_required_node_terms() -> None:
+    user = copy.deepcopy(ZONES)
+    t = target(**{"resources.gpu": {"memoryGiB": 40}, "scheduling": {"affinity": user}})
+    affinity = deployment(t)["spec"]["template"]["spec"]["affinity"]
+    terms = affinity["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"][
+        "nodeSelectorTerms"
+    ]
+    # (zone a AND memory) OR (node n9 AND memory): the user's requirement, and ours on top.
+    assert terms == [
+        {"matchExpressions": [{"key": "zone", "operator": "In", "values": ["a"]}, MEMORY_40]},
+        {
+            "matchFields": [{"key": "metadata.name", "operator": "In", "values": ["n9"]}],
+            "matchExpressions": [MEMORY_40],
+        },
+    ]
+    preferred = "preferredDuringSchedulingIgnoredDuringExecution"
+    assert affinity["nodeAffinity"][preferred] == ZONES["nodeAffinity"][preferred]
+    assert affinity["podAntiAffinity"] == ZONES["podAntiAffinity"]
+
+
+def test_building_the_pods_leaves_the_spec_as_it_was() -> None:
+    t = target(
+        **{"resources.gpu": {"memoryGiB": 40}, "scheduling": {"affinity": copy.deepcopy(ZONES)}}
+    )
+    first = deployment(t)["spec"]["template"]["spec"]["affinity"]
+    assert t.spec.scheduling.affinity == ZONES
+    assert deployment(t)["spec"]["template"]["spec"]["affinity"] == first  # nothing stacked
+
+
+def test_memory_gib_alone_is_the_only_required_term() -> None:
+    t = target(**{"resources.gpu": {"memoryGiB": 40}})
+    pod = deployment(t)["spec"]["template"]["spec"]
+    required = pod["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]
+    assert required == {"nodeSelectorTerms": [{"matchExpressions": [MEMORY_40]}]}
+    assert "nvidia.com/gpu.product" not in pod.get("nodeSelector", {})
 
 
 def test_custom_gpu_resource_name() -> None:
