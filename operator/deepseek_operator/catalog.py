@@ -8,11 +8,15 @@ are the checkpoints' own (safetensors metadata). GPU memory is what ``nvidia-smi
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from collections.abc import Iterable
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 GIB = 1024**3
+# GPU feature discovery's node labels: the product name, and the memory per GPU in MiB.
+PRODUCT_LABEL = "nvidia.com/gpu.product"
+MEMORY_LABEL = "nvidia.com/gpu.memory"
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,6 +130,23 @@ def find_gpu(name: str) -> GpuProduct | None:
     if key in GPUS:
         return GPUS[key]
     return next((g for g in GPUS.values() if key in g.aliases), None)
+
+
+def advertised_gpus(node_labels: Iterable[dict[str, str]]) -> list[GpuProduct]:
+    """The GPUs nodes advertise, one per product label value (kept as the nodes spell it, so a
+    selector on it matches): the catalogue's facts for a known product, else the node's memory
+    label (and no FP8 assumed); a product with neither is left out."""
+    found: dict[str, GpuProduct] = {}
+    for labels in node_labels:
+        name = labels.get(PRODUCT_LABEL)
+        if not name or name in found:
+            continue
+        known = find_gpu(name)
+        if known is not None:
+            found[name] = replace(known, product=name, aliases=())
+        elif (labels.get(MEMORY_LABEL) or "").isdigit():
+            found[name] = GpuProduct(name, int(labels[MEMORY_LABEL]), 0.0)
+    return list(found.values())
 
 
 def find_model(name: str) -> ModelFacts | None:

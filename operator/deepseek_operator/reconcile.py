@@ -10,6 +10,7 @@ Bad input never touches the children: it becomes ``Ready=False, reason SpecInval
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -18,9 +19,11 @@ from pydantic import ValidationError
 from deepseek_operator import status as st
 from deepseek_operator.api import API_VERSION, KIND, DeepSeekDeploymentSpec, parse_spec
 from deepseek_operator.api import error_fields as spec_errors
-from deepseek_operator.kube import KindNotInstalled, Kube
+from deepseek_operator.catalog import PRODUCT_LABEL, GpuProduct, advertised_gpus
+from deepseek_operator.gpu_choice import plan_for_spec
+from deepseek_operator.kube import KindNotInstalled, Kube, KubeError
 from deepseek_operator.manifests import Target, children, selector
-from deepseek_operator.sizing import SizingError, plan_for_spec
+from deepseek_operator.sizing import SizingError
 
 log = logging.getLogger(__name__)
 
@@ -60,19 +63,36 @@ def owner_name(child: dict[str, Any]) -> str | None:
     return None
 
 
-def validate(body: dict[str, Any]) -> tuple[Target | None, list[str]]:
+def validate(
+    body: dict[str, Any], cluster_gpus: Callable[[], list[GpuProduct] | None] | None = None
+) -> tuple[Target | None, list[str]]:
     """(target, problems): the target is None when the spec cannot be served; each problem
-    starts with the field it is about."""
+    starts with the field it is about. ``cluster_gpus`` reads what the nodes advertise, called
+    only when the spec names no GPU product or memory (without it: not known)."""
     meta = body["metadata"]
     try:
         spec: DeepSeekDeploymentSpec = parse_spec(body.get("spec") or {})
     except ValidationError as exc:
         return None, spec_errors(exc)
+    gpu = spec.resources.gpu
+    offered = cluster_gpus() if cluster_gpus and not (gpu.product or gpu.memory_gi_b) else None
     try:
-        plan = plan_for_spec(spec)
+        plan = plan_for_spec(spec, cluster_gpus=offered)
     except SizingError as exc:
         return None, [f"{exc.field_path}: {exc}"]
     return Target(meta["name"], meta["namespace"], spec, plan), []
+
+
+def read_cluster_gpus(kube: Kube) -> list[GpuProduct] | None:
+    """The GPUs the cluster's nodes advertise; None when the operator may not list nodes."""
+    try:
+        nodes = kube.list("v1", "Node", None, PRODUCT_LABEL)
+    except KubeError as exc:
+        if exc.status != 403:
+            raise
+        log.warning("cannot list nodes to size GPUs (%s): assuming a GPU", exc)
+        return None
+    return advertised_gpus((n.get("metadata") or {}).get("labels") or {} for n in nodes)
 
 
 def pod_security_problem(
@@ -95,7 +115,7 @@ def reconcile(kube: Kube, body: dict[str, Any]) -> Outcome:
     name, namespace = meta["name"], meta["namespace"]
     generation = meta.get("generation")
     old = body.get("status") or {}
-    target, problems = validate(body)
+    target, problems = validate(body, lambda: read_cluster_gpus(kube))
     if target is not None and target.spec.model.source.host_path is not None:
         labels = kube.namespace_labels(namespace)
         blocked = pod_security_problem(target.spec, labels)
@@ -164,7 +184,7 @@ def refresh_status(
 ) -> dict[str, Any] | None:
     """Recompute status from the children without writing them; None when nothing changed."""
     meta = body["metadata"]
-    target, _ = validate(body)
+    target, _ = validate(body, lambda: read_cluster_gpus(kube))
     if target is None:
         return None  # an invalid spec keeps its SpecInvalid status until the spec changes
     old = body.get("status") or {}

@@ -94,7 +94,8 @@ class GpuSpec(Schema):
     product: str | None = Field(
         None,
         description="GPU product as in the nvidia.com/gpu.product "
-        "node label, e.g. NVIDIA-H100-80GB-HBM3.",
+        "node label, e.g. NVIDIA-H100-80GB-HBM3; the pods are pinned to it. With neither "
+        "product nor memoryGiB, the model is sized for the GPUs the cluster's nodes advertise.",
         max_length=128,
         pattern=r"^[A-Za-z0-9._-]+$",
     )

@@ -27,7 +27,9 @@ class GpuPlanStatus(Schema):
 
     gpus_per_replica: int = Field(description="GPUs each replica requests.")
     tensor_parallel: int = Field(description="Tensor-parallel degree (a power of two).")
-    product: str | None = Field(None, description="GPU product scheduled onto.")
+    product: str | None = Field(
+        None, description="GPU product the pods are pinned to (absent: more than one, or any)."
+    )
     gpu_memory_gi_b: float | None = Field(None, alias="gpuMemoryGiB", description="Memory per GPU.")
     weights_gi_b: float | None = Field(None, alias="weightsGiB", description="Weights.")
     kv_cache_gi_b: float | None = Field(None, alias="kvCacheGiB", description="KV cache reserved.")

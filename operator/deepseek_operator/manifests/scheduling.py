@@ -5,10 +5,8 @@ from __future__ import annotations
 import copy
 from typing import Any
 
+from deepseek_operator.catalog import MEMORY_LABEL, PRODUCT_LABEL
 from deepseek_operator.manifests.target import Target
-
-PRODUCT_LABEL = "nvidia.com/gpu.product"
-MEMORY_LABEL = "nvidia.com/gpu.memory"  # MiB, as GPU feature discovery writes it
 
 
 def placement(t: Target) -> dict[str, Any]:
@@ -16,16 +14,17 @@ def placement(t: Target) -> dict[str, Any]:
     sched = t.spec.scheduling
     node_selector = dict(sched.node_selector)
     pod: dict[str, Any] = {}
-    if t.plan is not None and t.plan.product:
-        node_selector[PRODUCT_LABEL] = t.plan.product
-    elif gpu.product:
-        node_selector[PRODUCT_LABEL] = gpu.product
+    required = []
+    products = pinned_products(t)
+    if len(products) == 1:
+        node_selector[PRODUCT_LABEL] = products[0]
+    elif products:
+        required.append({"key": PRODUCT_LABEL, "operator": "In", "values": list(products)})
     if node_selector:
         pod["nodeSelector"] = node_selector
     tolerations = [{"key": gpu.resource_name, "operator": "Exists", "effect": "NoSchedule"}]
     tolerations += [tol.wire() for tol in sched.tolerations]
     pod["tolerations"] = tolerations
-    required = []
     if gpu.memory_gi_b and not gpu.product:
         # At least the memory asked for (Gt, so one MiB less).
         floor = str(int(gpu.memory_gi_b * 1024) - 1)
@@ -36,6 +35,15 @@ def placement(t: Target) -> dict[str, Any]:
     if sched.priority_class_name:
         pod["priorityClassName"] = sched.priority_class_name
     return pod
+
+
+def pinned_products(t: Target) -> tuple[str, ...]:
+    """The product the user named, or the cluster's products that can serve the model; none
+    when any GPU will do (a product the user did not name is never pinned on a guess)."""
+    if t.plan is not None:
+        return t.plan.node_products
+    product = t.spec.resources.gpu.product  # a model outside the catalogue, its count given
+    return (product,) if product else ()
 
 
 def require_of_nodes(

@@ -44,8 +44,10 @@ def status_of(
 
 
 def _gpu_planned(target: Target, generation: int | None) -> dict[str, Any]:
-    if target.plan is not None:
-        return condition(GPU_PLANNED, True, "Planned", target.plan.summary(), generation)
+    plan = target.plan
+    if plan is not None:
+        message = f"{plan.summary()}. {plan.basis}" if plan.basis else plan.summary()
+        return condition(GPU_PLANNED, True, plan.reason, message, generation)
     return condition(
         GPU_PLANNED,
         True,

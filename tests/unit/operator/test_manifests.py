@@ -9,6 +9,7 @@ import yaml
 from specs import cr
 
 from deepseek_operator.api import parse_spec
+from deepseek_operator.gpu_choice import plan_for_spec
 from deepseek_operator.manifests import (
     CONFIG_HASH_ANNOTATION,
     QUEUE_METRIC,
@@ -24,7 +25,6 @@ from deepseek_operator.manifests import (
     service_account,
     service_monitor,
 )
-from deepseek_operator.sizing import plan_for_spec
 
 
 def target(**changes: Any) -> Target:

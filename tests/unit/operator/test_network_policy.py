@@ -16,8 +16,8 @@ import yaml
 from specs import cr
 
 from deepseek_operator.api import parse_spec
+from deepseek_operator.gpu_choice import plan_for_spec
 from deepseek_operator.manifests import Target, network_policy
-from deepseek_operator.sizing import plan_for_spec
 
 
 @dataclass
