@@ -1,8 +1,9 @@
 """A small synchronous Kubernetes client: server-side apply, get, delete, status patch.
 
 It speaks to REST paths directly (no discovery round-trips) for the handful of kinds the
-operator owns, through the official client's authenticated connection pool. 404 and 409 are
-answers, not failures: ``get`` returns None and ``delete`` is idempotent.
+operator owns, through the official client's authenticated connection pool. A missing object is
+an answer, not a failure: ``get`` returns None and ``delete`` is idempotent; a kind the cluster
+does not serve raises ``KindNotInstalled`` (except on delete: nothing to delete).
 """
 
 from __future__ import annotations
@@ -102,9 +103,10 @@ class Kube:
         except Exception as exc:  # urllib3 timeouts and connection errors
             raise KubeError(0, str(exc)) from exc
         if status == 404:
-            if method in ("GET", "DELETE"):
+            missing = _not_found(data)
+            if method == "DELETE" or (method == "GET" and isinstance(missing, NotFound)):
                 return None
-            raise _not_found(data)
+            raise missing
         if status >= 400:
             raise KubeError(status, _message(data))
         return json.loads(data) if data else {}

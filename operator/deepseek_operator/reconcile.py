@@ -22,7 +22,7 @@ from deepseek_operator.api import error_fields as spec_errors
 from deepseek_operator.catalog import PRODUCT_LABEL, GpuProduct, advertised_gpus
 from deepseek_operator.gpu_choice import plan_for_spec
 from deepseek_operator.kube import KindNotInstalled, Kube, KubeError
-from deepseek_operator.manifests import Target, children, selector
+from deepseek_operator.manifests import Target, children, optional_children, selector
 from deepseek_operator.sizing import SizingError
 
 log = logging.getLogger(__name__)
@@ -134,19 +134,17 @@ def reconcile(kube: Kube, body: dict[str, Any]) -> Outcome:
         kube.patch_status(namespace, name, invalid)
         return Outcome(False, message)
 
-    deployment, warnings = apply_children(kube, target, owner_reference(body))
+    deployment = apply_children(kube, target, owner_reference(body))
     observed = observe(kube, target, deployment)
-    kube.patch_status(namespace, name, st.status_of(target, observed, old, generation, warnings))
+    kube.patch_status(namespace, name, st.status_of(target, observed, old, generation))
     summary = target.plan.summary() if target.plan else "GPU count given; model not sized"
-    return Outcome(True, summary, warnings)
+    return Outcome(True, summary, [st.unserved_message(k) for k in sorted(observed.unserved)])
 
 
-def apply_children(
-    kube: Kube, target: Target, owner: dict[str, Any]
-) -> tuple[dict[str, Any] | None, list[str]]:
+def apply_children(kube: Kube, target: Target, owner: dict[str, Any]) -> dict[str, Any] | None:
     """Apply every desired child whole and delete optional ones no longer wanted; returns the
-    Deployment as applied and a warning for each child whose kind the cluster does not serve."""
-    warnings: list[str] = []
+    Deployment as applied. A kind the cluster does not serve is skipped (observe() finds it
+    again, and the status says so)."""
     deployment = None
     desired = children(target)
     for child in desired:
@@ -154,10 +152,6 @@ def apply_children(
         try:
             applied = kube.apply(child)
         except KindNotInstalled:
-            warnings.append(
-                f"{child['kind']} ({child['apiVersion']}) is not served by this "
-                "cluster: install its CRDs (KEDA, prometheus-operator) or turn it off"
-            )
             continue
         if child["kind"] == "Deployment":
             deployment = applied
@@ -165,18 +159,28 @@ def apply_children(
     for api_version, kind in OPTIONAL_KINDS:
         if (api_version, kind) not in wanted:
             kube.delete(api_version, kind, target.namespace, target.name)
-    return deployment, warnings
+    return deployment
 
 
 def observe(kube: Kube, target: Target, deployment: dict[str, Any] | None) -> st.Observed:
     """Read what the status is computed from: the Deployment (as just applied, when given),
-    and its pods when the status needs them."""
+    its pods when the status needs them, and the optional children the spec asks for."""
+    namespace, name = target.namespace, target.name
     if deployment is None:
-        deployment = kube.get("apps/v1", "Deployment", target.namespace, target.name)
+        deployment = kube.get("apps/v1", "Deployment", namespace, name)
     pods = []
     if target.spec.model.integrity is not None:
-        pods = kube.list("v1", "Pod", target.namespace, selector(target.name))
-    return st.Observed(deployment=deployment, pods=pods)
+        pods = kube.list("v1", "Pod", namespace, selector(name))
+    autoscaler, unserved = None, set()
+    for child in optional_children(target):
+        try:
+            found = kube.get(child["apiVersion"], child["kind"], namespace, name)
+        except KindNotInstalled:
+            unserved.add(child["kind"])
+            continue
+        if child["kind"] != "ServiceMonitor":
+            autoscaler = found
+    return st.Observed(deployment, pods, autoscaler, frozenset(unserved))
 
 
 def refresh_status(

@@ -5,7 +5,7 @@ and returns one object with ``metadata.name`` set. ``children()`` lists them all
 they should be applied. Owner references are added by the reconcile layer.
 """
 
-from deepseek_operator.manifests.children import children
+from deepseek_operator.manifests.children import children, optional_children
 from deepseek_operator.manifests.monitoring import service_monitor
 from deepseek_operator.manifests.networking import network_policy, service
 from deepseek_operator.manifests.pod import deployment, service_account
@@ -37,6 +37,7 @@ __all__ = [
     "endpoint",
     "horizontal_pod_autoscaler",
     "network_policy",
+    "optional_children",
     "pod_disruption_budget",
     "runtime_settings",
     "scaled_object",

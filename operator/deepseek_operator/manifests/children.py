@@ -19,14 +19,20 @@ from deepseek_operator.manifests.target import Target
 
 def children(t: Target) -> list[dict[str, Any]]:
     """Every child, in apply order: what pods reference comes before the pods."""
-    out = [
+    return [
         service_account(t),
         config_map(t),
         service(t),
         network_policy(t),
         pod_disruption_budget(t),
         deployment(t),
+        *optional_children(t),
     ]
+
+
+def optional_children(t: Target) -> list[dict[str, Any]]:
+    """The children only some specs ask for: an autoscaler, a ServiceMonitor."""
+    out = []
     mode = t.spec.autoscaling_mode
     if mode == AutoscalingMode.hpa:
         out.append(horizontal_pod_autoscaler(t))

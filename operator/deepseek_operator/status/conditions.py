@@ -13,6 +13,8 @@ READY = "Ready"
 GPU_PLANNED = "GpuPlanned"
 WEIGHTS_VERIFIED = "WeightsVerified"
 AUTHENTICATED = "Authenticated"
+AUTOSCALING = "Autoscaling"
+MONITORING = "Monitoring"
 
 
 def now() -> str:
@@ -51,5 +53,12 @@ def merge_conditions(
 
 
 def _order(type_: str) -> tuple[int, str]:
-    rank = {READY: 0, GPU_PLANNED: 1, WEIGHTS_VERIFIED: 2, AUTHENTICATED: 3}
+    rank = {
+        READY: 0,
+        GPU_PLANNED: 1,
+        WEIGHTS_VERIFIED: 2,
+        AUTHENTICATED: 3,
+        AUTOSCALING: 4,
+        MONITORING: 5,
+    }
     return rank.get(type_, 9), type_

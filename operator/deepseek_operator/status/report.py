@@ -12,6 +12,7 @@ from deepseek_operator.status.conditions import (
     merge_conditions,
 )
 from deepseek_operator.status.observed import Observed
+from deepseek_operator.status.optional import optional_conditions
 from deepseek_operator.status.readiness import from_deployment, weights_verified
 
 
@@ -20,17 +21,15 @@ def status_of(
     observed: Observed,
     old: dict[str, Any],
     generation: int | None,
-    warnings: list[str] | None = None,
 ) -> dict[str, Any]:
     """The status ``target`` has, given the observed children and the previous status (whose
-    conditions keep their transition times); ``warnings`` are optional children not applied."""
+    conditions keep their transition times)."""
     fields, ready = from_deployment(observed.deployment, generation)
     conditions = [ready, _gpu_planned(target, generation)]
     if target.spec.model.integrity is not None:
         conditions.append(weights_verified(observed.pods, generation))
     conditions.append(_authenticated(target, generation))
-    for text in warnings or []:
-        conditions.append(condition("Warning", True, "OptionalChildSkipped", text, generation))
+    conditions += optional_conditions(target, observed, generation)
     plan = target.plan
     return {
         **fields,

@@ -98,10 +98,18 @@ def test_no_http_answer_is_a_retryable_error() -> None:
     assert info.value.status == 0 and "certificate verify failed" in str(info.value)
 
 
-def test_get_and_delete_treat_404_as_an_answer() -> None:
-    client = kube(http_error(404, CR_MISSING), http_error(404, GROUP_NOT_SERVED))
+def test_a_missing_object_is_an_answer_a_missing_kind_is_not() -> None:
+    client = kube(
+        http_error(404, CR_MISSING), http_error(404, GROUP_NOT_SERVED), http_error(404, CR_MISSING)
+    )
     assert client.get("v1", "ConfigMap", "n", "c") is None
-    client.delete("keda.sh/v1alpha1", "ScaledObject", "n", "s")
+    with pytest.raises(KindNotInstalled):
+        client.get("keda.sh/v1alpha1", "ScaledObject", "n", "s")
+    client.delete("v1", "ConfigMap", "n", "c")
+
+
+def test_deleting_what_the_cluster_does_not_serve_is_done() -> None:
+    kube(http_error(404, GROUP_NOT_SERVED)).delete("keda.sh/v1alpha1", "ScaledObject", "n", "s")
 
 
 def test_apply_returns_the_object_the_server_answered() -> None:

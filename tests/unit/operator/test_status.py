@@ -54,7 +54,12 @@ def test_status_of_a_ready_deployment() -> None:
     )
     assert status["gpus"] == 1 and status["gpuPlan"]["gpusPerReplica"] == 1
     found = conditions(status)
-    assert [c["type"] for c in status["conditions"]] == ["Ready", "GpuPlanned", "Authenticated"]
+    assert [c["type"] for c in status["conditions"]] == [
+        "Ready",
+        "GpuPlanned",
+        "Authenticated",
+        "Autoscaling",
+    ]
     assert found["Ready"]["reason"] == "Available"
     assert found["GpuPlanned"]["message"] == t.plan.summary()  # type: ignore[union-attr]
     assert (found["Authenticated"]["status"], found["Authenticated"]["reason"]) == (

@@ -1,0 +1,61 @@
+"""The reconcile layer on an in-memory API (fake_kube.py): what it writes, and the status."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fake_kube import FakeKube
+from specs import cr
+
+from deepseek_operator import reconcile as rc
+
+CR_KEY = ("deepseek.ai/v1alpha1", "DeepSeekDeployment", "ai", "r1")
+
+
+def conditions(kube: FakeKube) -> dict[str, dict[str, Any]]:
+    return {c["type"]: c for c in kube.objects[CR_KEY]["status"]["conditions"]}
+
+
+def test_reconcile_applies_every_child_and_writes_status() -> None:
+    kube = FakeKube()
+    body = kube.put(cr())
+    outcome = rc.reconcile(kube, body)
+    assert outcome.valid and outcome.warnings == []
+    assert kube.kinds("ai") == [
+        "ConfigMap",
+        "DeepSeekDeployment",
+        "Deployment",
+        "HorizontalPodAutoscaler",
+        "NetworkPolicy",
+        "PodDisruptionBudget",
+        "Service",
+        "ServiceAccount",
+    ]
+    owner = kube.find("Deployment", "ai", "r1")["metadata"]["ownerReferences"]  # type: ignore[index]
+    assert owner[0]["uid"] == body["metadata"]["uid"]
+    status = kube.objects[CR_KEY]["status"]
+    assert status["observedGeneration"] == 1 and status["gpus"] == 1
+
+
+def test_each_unserved_kind_gets_its_own_condition() -> None:
+    """Item 6: KEDA and prometheus-operator both missing are two problems, two conditions."""
+    kube = FakeKube(unserved={"ScaledObject", "ServiceMonitor"})
+    body = kube.put(cr(**{"autoscaling.mode": "keda", "monitoring.serviceMonitor": True}))
+    outcome = rc.reconcile(kube, body)
+    found = conditions(kube)
+    assert "Warning" not in found
+    assert (found["Autoscaling"]["status"], found["Autoscaling"]["reason"]) == (
+        "False",
+        "KindNotInstalled",
+    )
+    assert "install KEDA" in found["Autoscaling"]["message"]
+    assert (found["Monitoring"]["status"], found["Monitoring"]["reason"]) == (
+        "False",
+        "KindNotInstalled",
+    )
+    assert "prometheus-operator" in found["Monitoring"]["message"]
+    assert len(outcome.warnings) == 2
+    # A status refresh reads the same world and keeps saying both.
+    rc.refresh_status(kube, kube.objects[CR_KEY])
+    assert {"Autoscaling", "Monitoring"} <= set(conditions(kube))
+    assert conditions(kube)["Monitoring"]["reason"] == "KindNotInstalled"
