@@ -183,16 +183,14 @@ def observe(kube: Kube, target: Target, deployment: dict[str, Any] | None) -> st
     return st.Observed(deployment, pods, autoscaler, frozenset(unserved))
 
 
-def refresh_status(
-    kube: Kube, body: dict[str, Any], deployment: dict[str, Any] | None = None
-) -> dict[str, Any] | None:
+def refresh_status(kube: Kube, body: dict[str, Any]) -> dict[str, Any] | None:
     """Recompute status from the children without writing them; None when nothing changed."""
     meta = body["metadata"]
     target, _ = validate(body, lambda: read_cluster_gpus(kube))
     if target is None:
         return None  # an invalid spec keeps its SpecInvalid status until the spec changes
     old = body.get("status") or {}
-    new = st.status_of(target, observe(kube, target, deployment), old, meta.get("generation"))
+    new = st.status_of(target, observe(kube, target, None), old, meta.get("generation"))
     if _same(old, new):
         return None
     kube.patch_status(meta["namespace"], meta["name"], new)
@@ -201,14 +199,3 @@ def refresh_status(
 
 def _same(old: dict[str, Any], new: dict[str, Any]) -> bool:
     return all(old.get(k) == v for k, v in new.items())
-
-
-def owner_of(kube: Kube, child: dict[str, Any]) -> dict[str, Any] | None:
-    """The live DeepSeekDeployment a child belongs to, unless it is gone or going."""
-    name = owner_name(child)
-    if name is None:
-        return None
-    owner = kube.get(API_VERSION, KIND, child["metadata"]["namespace"], name)
-    if owner is None or owner["metadata"].get("deletionTimestamp"):
-        return None
-    return owner
