@@ -9,7 +9,7 @@ when a child was deleted): nothing here can fail in a way kopf would have to ret
 from __future__ import annotations
 
 import logging
-from typing import Any, cast
+from typing import Any
 
 import kopf
 
@@ -58,14 +58,11 @@ def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
 @kopf.on.resume(*RESOURCE)
 @kopf.on.create(*RESOURCE)
 @kopf.on.update(*RESOURCE, field="spec")
-def reconcile(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+def reconcile(body: kopf.Body, memo: kopf.Memo, logger: kopf.Logger, **_: Any) -> None:
+    # Problems reach the user as conditions and events (reconcile.write_status), not here.
     outcome = memo.worker.reconcile_now(key_of(dict(body)))
-    if outcome is None:
-        return  # gone, or failed and queued for a retry
-    if not outcome.valid:
-        kopf.warn(cast(kopf.Body, body), reason="SpecInvalid", message=outcome.message)
-    for warning in outcome.warnings:
-        kopf.warn(cast(kopf.Body, body), reason="KindNotInstalled", message=warning)
+    if outcome is not None:
+        logger.info("%s: %s", "reconciled" if outcome.valid else "spec invalid", outcome.message)
 
 
 @kopf.on.event("apps", "v1", "deployments", labels=OWNED)

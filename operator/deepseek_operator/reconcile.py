@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from pydantic import ValidationError
@@ -35,13 +35,12 @@ OPTIONAL_KINDS = [
 ]
 
 
-@dataclass(slots=True)
+@dataclass(frozen=True, slots=True)
 class Outcome:
-    """What a reconcile did, for the handler to log and to post as events."""
+    """What a reconcile did, for the caller to log."""
 
     valid: bool
     message: str
-    warnings: list[str] = field(default_factory=list)
 
 
 def owner_reference(body: dict[str, Any]) -> dict[str, Any]:
@@ -112,12 +111,11 @@ def pod_security_problem(
 
 def reconcile(kube: Kube, body: dict[str, Any]) -> Outcome:
     meta = body["metadata"]
-    name, namespace = meta["name"], meta["namespace"]
     generation = meta.get("generation")
     old = body.get("status") or {}
     target, problems = validate(body, lambda: read_cluster_gpus(kube))
     if target is not None and target.spec.model.source.host_path is not None:
-        labels = kube.namespace_labels(namespace)
+        labels = kube.namespace_labels(meta["namespace"])
         blocked = pod_security_problem(target.spec, labels)
         if blocked:
             target, problems = None, [blocked]
@@ -131,14 +129,14 @@ def reconcile(kube: Kube, body: dict[str, Any]) -> Outcome:
                 [st.condition(st.READY, False, "SpecInvalid", message, generation)],
             ),
         }
-        kube.patch_status(namespace, name, invalid)
+        write_status(kube, body, invalid)
         return Outcome(False, message)
 
     deployment = apply_children(kube, target, owner_reference(body))
     observed = observe(kube, target, deployment)
-    kube.patch_status(namespace, name, st.status_of(target, observed, old, generation))
+    write_status(kube, body, st.status_of(target, observed, old, generation))
     summary = target.plan.summary() if target.plan else "GPU count given; model not sized"
-    return Outcome(True, summary, [st.unserved_message(k) for k in sorted(observed.unserved)])
+    return Outcome(True, summary)
 
 
 def apply_children(kube: Kube, target: Target, owner: dict[str, Any]) -> dict[str, Any] | None:
@@ -164,12 +162,13 @@ def apply_children(kube: Kube, target: Target, owner: dict[str, Any]) -> dict[st
 
 def observe(kube: Kube, target: Target, deployment: dict[str, Any] | None) -> st.Observed:
     """Read what the status is computed from: the Deployment (as just applied, when given),
-    its pods when the status needs them, and the optional children the spec asks for."""
+    its pods when the status needs them (integrity, or pods not ready: their reasons), and the
+    optional children the spec asks for."""
     namespace, name = target.namespace, target.name
     if deployment is None:
         deployment = kube.get("apps/v1", "Deployment", namespace, name)
     pods = []
-    if target.spec.model.integrity is not None:
+    if target.spec.model.integrity is not None or not _all_ready(deployment):
         pods = kube.list("v1", "Pod", namespace, selector(name))
     autoscaler, unserved = None, set()
     for child in optional_children(target):
@@ -193,8 +192,32 @@ def refresh_status(kube: Kube, body: dict[str, Any]) -> dict[str, Any] | None:
     new = st.status_of(target, observe(kube, target, None), old, meta.get("generation"))
     if _same(old, new):
         return None
-    kube.patch_status(meta["namespace"], meta["name"], new)
+    write_status(kube, body, new)
     return new
+
+
+def write_status(kube: Kube, body: dict[str, Any], new: dict[str, Any]) -> None:
+    """Patch the status, then post an Event for each problem it states anew (best effort: an
+    event that cannot be posted must not fail the reconcile; the status already says it)."""
+    meta = body["metadata"]
+    kube.patch_status(meta["namespace"], meta["name"], new)
+    old_conditions = (body.get("status") or {}).get("conditions") or []
+    for reason, message in st.alerts(old_conditions, new.get("conditions") or []):
+        try:
+            kube.post_event(body, "Warning", reason, message)
+        except KubeError as exc:
+            log.warning("could not post event %s on %s/%s: %s", reason, *_key(meta), exc)
+
+
+def _all_ready(deployment: dict[str, Any] | None) -> bool:
+    if deployment is None:
+        return True  # no pods to ask
+    desired = (deployment.get("spec") or {}).get("replicas", 1)
+    return int((deployment.get("status") or {}).get("readyReplicas") or 0) >= int(desired or 0)
+
+
+def _key(meta: dict[str, Any]) -> tuple[str, str]:
+    return meta["namespace"], meta["name"]
 
 
 def _same(old: dict[str, Any], new: dict[str, Any]) -> bool:

@@ -1,6 +1,7 @@
 """Observed children -> the DeepSeekDeployment's status. Pure: the reconcile layer reads the
 children into an ``Observed`` snapshot and writes what ``status_of`` returns."""
 
+from deepseek_operator.status.alerts import alerts
 from deepseek_operator.status.conditions import (
     AUTHENTICATED,
     AUTOSCALING,
@@ -24,6 +25,7 @@ __all__ = [
     "READY",
     "WEIGHTS_VERIFIED",
     "Observed",
+    "alerts",
     "condition",
     "from_deployment",
     "merge_conditions",

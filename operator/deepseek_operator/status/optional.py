@@ -49,10 +49,35 @@ def optional_conditions(
     return out
 
 
+# The autoscaler's own conditions that, when False, mean it is not scaling.
+FAILING = {"HorizontalPodAutoscaler": ("AbleToScale", "ScalingActive"), "ScaledObject": ("Ready",)}
+ACTIVE = {"HorizontalPodAutoscaler": "ScalingActive", "ScaledObject": "Ready"}
+
+
 def _autoscaling(
     target: Target, kind: str, observed: Observed, generation: int | None
 ) -> dict[str, Any]:
+    """The autoscaler's own verdict: e.g. the HPA's ScalingActive=False/FailedGetPodsMetric
+    when no custom metrics API serves the queue gauge."""
     if kind in observed.unserved:
         return condition(AUTOSCALING, False, "KindNotInstalled", unserved_message(kind), generation)
+    if observed.autoscaler is None:
+        return condition(
+            AUTOSCALING, None, "AutoscalerMissing", f"{kind} {target.name} is missing", generation
+        )
+    reported = {
+        c.get("type"): c for c in (observed.autoscaler.get("status") or {}).get("conditions") or []
+    }
+    for type_ in FAILING[kind]:
+        failing = reported.get(type_)
+        if failing is not None and failing.get("status") == "False":
+            message = f"{kind} {target.name}: {failing.get('message') or type_ + ' is False'}"
+            return condition(
+                AUTOSCALING, False, failing.get("reason") or type_, message, generation
+            )
+    active = reported.get(ACTIVE[kind])
+    if active is None:
+        message = f"{kind} {target.name} has not reported yet"
+        return condition(AUTOSCALING, None, "NotReported", message, generation)
     message = f"{kind} {target.name} scales on {QUEUE_METRIC}"
-    return condition(AUTOSCALING, True, "AutoscalerApplied", message, generation)
+    return condition(AUTOSCALING, True, active.get("reason") or "Active", message, generation)

@@ -1,17 +1,22 @@
-"""Ready (from the Deployment) and WeightsVerified (from the pods' verify-weights container)."""
+"""Ready (from the Deployment and, when not all are ready, the pods' own reasons) and
+WeightsVerified (from the pods' verify-weights container)."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from deepseek_operator.status.conditions import READY, WEIGHTS_VERIFIED, condition
+from deepseek_operator.status.pods import describe, pod_problems
 
 
 def from_deployment(
     deployment: dict[str, Any] | None,
     generation: int | None,
+    pods: list[dict[str, Any]] | None = None,
 ) -> tuple[dict[str, Any], dict[str, Any]]:
-    """(status fields, Ready condition) from the live Deployment."""
+    """(status fields, Ready condition) from the live Deployment and its pods. When pods are
+    not ready for a reason of their own (unschedulable, image pulls, crashes), the Ready
+    condition's reason is the most telling one and its message says what the pods say."""
     if deployment is None:
         return (
             {"phase": "Pending", "replicas": 0, "readyReplicas": 0, "ready": "0/0"},
@@ -36,21 +41,31 @@ def from_deployment(
             {**fields, "phase": "Ready"},
             condition(READY, True, "Available", f"{ready}/{desired} replicas ready", generation),
         )
-    why = _waiting_reason(st)
+    problems = pod_problems(pods or [])
+    if problems:
+        reason, why = problems[0].reason, f": {describe(problems)}"
+    else:
+        reason, why = "", _waiting_reason(st)
     if ready > 0:
         return (
             {**fields, "phase": "Degraded" if rollout_done else "Progressing"},
             condition(
                 READY,
                 True,
-                "PartiallyAvailable",
+                reason or "PartiallyAvailable",
                 f"{ready}/{desired} replicas ready{why}",
                 generation,
             ),
         )
     return (
         {**fields, "phase": "Progressing" if replicas else "Pending"},
-        condition(READY, False, "ReplicasNotReady", f"0/{desired} replicas ready{why}", generation),
+        condition(
+            READY,
+            False,
+            reason or "ReplicasNotReady",
+            f"0/{desired} replicas ready{why}",
+            generation,
+        ),
     )
 
 

@@ -24,7 +24,7 @@ def status_of(
 ) -> dict[str, Any]:
     """The status ``target`` has, given the observed children and the previous status (whose
     conditions keep their transition times)."""
-    fields, ready = from_deployment(observed.deployment, generation)
+    fields, ready = from_deployment(observed.deployment, generation, observed.pods)
     conditions = [ready, _gpu_planned(target, generation)]
     if target.spec.model.integrity is not None:
         conditions.append(weights_verified(observed.pods, generation))

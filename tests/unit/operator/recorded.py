@@ -105,3 +105,69 @@ def verify_weights(exit_code: int, message: str = "") -> dict[str, Any]:
     if exit_code:
         terminated = {"exitCode": exit_code, "reason": "Error", "message": message}
     return {"name": "verify-weights", "ready": exit_code == 0, "state": {"terminated": terminated}}
+
+
+def pending(message: str, name: str = "r1-6d4cf56db6-x7k2p") -> dict[str, Any]:
+    """A pod the scheduler could not place, with the scheduler's own message."""
+    return pod(
+        name,
+        phase="Pending",
+        conditions=[
+            {
+                "type": "PodScheduled",
+                "status": "False",
+                "reason": "Unschedulable",
+                "message": message,
+                "lastTransitionTime": "2026-01-01T00:00:00Z",
+            }
+        ],
+        containers=[],
+    )
+
+
+def waiting(
+    reason: str,
+    message: str = "",
+    *,
+    last: dict[str, Any] | None = None,
+    container: str = "runtime",
+    init: bool = False,
+) -> dict[str, Any]:
+    """A scheduled pod whose container waits (image pull, config error, crash loop), with its
+    last termination when it has run before."""
+    status: dict[str, Any] = {
+        "name": container,
+        "ready": False,
+        "restartCount": 3 if last else 0,
+        "state": {"waiting": {"reason": reason, **({"message": message} if message else {})}},
+    }
+    if last is not None:
+        status["lastState"] = {"terminated": last}
+    scheduled = [
+        {"type": "PodScheduled", "status": "True"},
+        {"type": "Ready", "status": "False", "reason": "ContainersNotReady"},
+    ]
+    if init:
+        return pod(phase="Pending", conditions=scheduled, containers=[], init_containers=[status])
+    built = pod(
+        phase="Pending" if not last else "Running", conditions=scheduled, containers=[status]
+    )
+    built["spec"]["containers"][0]["resources"] = {"limits": {"memory": "32Gi"}}
+    return built
+
+
+def hpa(*conditions: tuple[str, str, str, str]) -> dict[str, Any]:
+    """autoscaling/v2 HorizontalPodAutoscaler r1 with (type, status, reason, message) conditions
+    as the HPA controller writes them."""
+    return {
+        "apiVersion": "autoscaling/v2",
+        "kind": "HorizontalPodAutoscaler",
+        "metadata": {"name": "r1", "namespace": "ai"},
+        "status": {
+            "currentReplicas": 1,
+            "desiredReplicas": 1,
+            "conditions": [
+                {"type": t, "status": s, "reason": r, "message": m} for t, s, r, m in conditions
+            ],
+        },
+    }
