@@ -46,26 +46,14 @@ def from_deployment(
         reason, why = problems[0].reason, f": {describe(problems)}"
     else:
         reason, why = "", _waiting_reason(st)
-    if ready > 0:
-        return (
-            {**fields, "phase": "Degraded" if rollout_done else "Progressing"},
-            condition(
-                READY,
-                True,
-                reason or "PartiallyAvailable",
-                f"{ready}/{desired} replicas ready{why}",
-                generation,
-            ),
-        )
-    return (
-        {**fields, "phase": "Progressing" if replicas else "Pending"},
-        condition(
-            READY,
-            False,
-            reason or "ReplicasNotReady",
-            f"0/{desired} replicas ready{why}",
-            generation,
-        ),
+    partial = ready > 0
+    if partial:
+        phase, fallback = ("Degraded" if rollout_done else "Progressing"), "PartiallyAvailable"
+    else:
+        phase, fallback = ("Progressing" if replicas else "Pending"), "ReplicasNotReady"
+    message = f"{ready}/{desired} replicas ready{why}"
+    return {**fields, "phase": phase}, condition(
+        READY, partial, reason or fallback, message, generation
     )
 
 
