@@ -1,10 +1,12 @@
 """Desired vs actual, level-based: the only place that decides what to write to the cluster.
 
-``reconcile`` is called on create, resume, update and by the periodic drift repair: it
-validates the spec, plans GPUs, applies every child whole (server-side apply, so a second run is
-a no-op and a restart is harmless), removes optional children that are no longer wanted, and
-writes status.
-Bad input never touches the children: it becomes ``Ready=False, reason SpecInvalid``.
+``reconcile`` (create, resume, update, drift repair) reads what the plan needs (the GPU nodes'
+labels, the namespace's Pod Security level), validates the spec and plans GPUs, applies every
+child whole (server-side apply, so a second run is a no-op and a restart is harmless), removes
+optional children no longer wanted, then reads the children (``observe``) and writes the status
+``status.status_of`` computes from them, with an Event for each new problem. ``refresh_status``
+does the last two steps alone. Bad input never touches the children: it becomes
+``Ready=False, reason SpecInvalid``.
 """
 
 from __future__ import annotations
@@ -221,4 +223,11 @@ def _key(meta: dict[str, Any]) -> tuple[str, str]:
 
 
 def _same(old: dict[str, Any], new: dict[str, Any]) -> bool:
-    return all(old.get(k) == v for k, v in new.items())
+    """Whether patching ``new`` would change ``old`` (a None in the patch deletes a key)."""
+    return all(_stored(old.get(k)) == _stored(v) for k, v in new.items())
+
+
+def _stored(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _stored(v) for k, v in value.items() if v is not None}
+    return value

@@ -37,7 +37,9 @@ def status_of(
         "selector": selector(target.name),
         "endpoint": endpoint(target.name, target.namespace, target.spec),
         "gpus": target.gpus,
-        "gpuPlan": plan.status().wire() if plan else None,
+        # Every key, None included: the status is a JSON merge patch, where an absent key would
+        # keep a value the plan no longer has (a product no longer pinned).
+        "gpuPlan": plan.status().model_dump(by_alias=True, mode="json") if plan else None,
         "conditions": merge_conditions(old.get("conditions") or [], conditions, keep_others=False),
     }
 

@@ -63,3 +63,19 @@ def test_each_unserved_kind_gets_its_own_condition() -> None:
     rc.refresh_status(kube, kube.objects[CR_KEY])
     assert {"Autoscaling", "Monitoring"} <= set(conditions(kube))
     assert conditions(kube)["Monitoring"]["reason"] == "KindNotInstalled"
+
+
+def test_a_field_gone_from_the_plan_is_gone_from_the_status() -> None:
+    """Status is written as a JSON merge patch, where an absent key keeps the old value: the
+    product pinned before must not linger once the spec names none."""
+    kube = FakeKube()
+    rc.reconcile(kube, kube.put(cr()))
+    assert kube.objects[CR_KEY]["status"]["gpuPlan"]["product"] == "NVIDIA-A100-SXM4-80GB"
+    rc.reconcile(kube, kube.put(cr(**{"resources.gpu": {"count": "auto"}})))
+    plan = kube.objects[CR_KEY]["status"]["gpuPlan"]
+    assert "product" not in plan, plan
+    assert conditions(kube)["GpuPlanned"]["reason"] == "AssumedGpu"
+    # ... and a refresh of an unchanged world writes nothing.
+    writes = len([c for c in kube.calls if c[0] == "patch_status"])
+    assert rc.refresh_status(kube, kube.objects[CR_KEY]) is None
+    assert len([c for c in kube.calls if c[0] == "patch_status"]) == writes
