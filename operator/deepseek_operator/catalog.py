@@ -8,11 +8,15 @@ are the checkpoints' own (safetensors metadata). GPU memory is what ``nvidia-smi
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from collections.abc import Iterable
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 GIB = 1024**3
+# GPU feature discovery's node labels: the product name, and the memory per GPU in MiB.
+PRODUCT_LABEL = "nvidia.com/gpu.product"
+MEMORY_LABEL = "nvidia.com/gpu.memory"
 
 
 @dataclass(frozen=True, slots=True)
@@ -20,7 +24,6 @@ class ModelFacts:
     """What sizing needs to know about a model."""
 
     name: str
-    architecture: str  # LlamaForCausalLM | Qwen2ForCausalLM | DeepseekV2ForCausalLM | ...
     parameters: int  # total, every expert included
     hidden_size: int
     num_layers: int
@@ -35,7 +38,6 @@ class ModelFacts:
     # (kv_lora_rank) plus the decoupled RoPE key (qk_rope_head_dim) per token and layer.
     kv_lora_rank: int = 0
     qk_rope_head_dim: int = 0
-    active_parameters: int | None = None  # MoE: parameters touched per token
 
     @property
     def uses_mla(self) -> bool:
@@ -52,151 +54,38 @@ class ModelFacts:
         return 2 * self.num_layers * self.num_kv_heads * self.head_dim
 
 
-def _qwen2(
-    name: str,
-    params: int,
-    hidden: int,
-    layers: int,
-    heads: int,
-    kv: int,
-    vocab: int,
-    max_pos: int,
-    tie: bool = False,
-) -> ModelFacts:
-    return ModelFacts(
-        name,
-        "Qwen2ForCausalLM",
-        params,
-        hidden,
-        layers,
-        heads,
-        kv,
-        hidden // heads,
-        vocab,
-        max_pos,
-        tie,
-    )
-
-
-def _llama(
-    name: str, params: int, hidden: int, layers: int, heads: int, kv: int, max_pos: int
-) -> ModelFacts:
-    return ModelFacts(
-        name,
-        "LlamaForCausalLM",
-        params,
-        hidden,
-        layers,
-        heads,
-        kv,
-        hidden // heads,
-        128256,
-        max_pos,
-    )
-
-
-_V3 = dict(
-    architecture="DeepseekV3ForCausalLM",
-    parameters=671_026_419_200,
-    hidden_size=7168,
-    num_layers=61,
-    num_attention_heads=128,
-    num_kv_heads=128,
-    head_dim=192,
-    vocab_size=129280,
-    max_position_embeddings=163840,
-    native_dtype="fp8",
-    kv_lora_rank=512,
-    qk_rope_head_dim=64,
-    active_parameters=37_000_000_000,
-)
-_V2 = dict(
-    architecture="DeepseekV2ForCausalLM",
-    parameters=235_741_434_880,
-    hidden_size=5120,
-    num_layers=60,
-    num_attention_heads=128,
-    num_kv_heads=128,
-    head_dim=192,
-    vocab_size=102400,
-    max_position_embeddings=163840,
-    kv_lora_rank=512,
-    qk_rope_head_dim=64,
-    active_parameters=21_000_000_000,
-)
-_V2_LITE = dict(
-    architecture="DeepseekV2ForCausalLM",
-    parameters=15_706_484_224,
-    hidden_size=2048,
-    num_layers=27,
-    num_attention_heads=16,
-    num_kv_heads=16,
-    head_dim=192,
-    vocab_size=102400,
-    max_position_embeddings=163840,
-    kv_lora_rank=512,
-    qk_rope_head_dim=64,
-    active_parameters=2_400_000_000,
-)
-
+# fmt: off
+# DeepSeek-V2/V3/R1: multi-head latent attention (K and V share a 512 latent plus 64 RoPE dims;
+# head_dim is 128 + 64), 160k context; the checkpoints in a row share one config.json.
+#   parameters       hidden layers heads vocab   native  checkpoints
+_MLA: list[tuple[int, int, int, int, int, str, tuple[str, ...]]] = [
+    (671_026_419_200, 7168, 61,    128,  129280, "fp8",  ("R1", "R1-0528", "V3", "V3-0324")),
+    (235_741_434_880, 5120, 60,    128,  102400, "bf16", ("V2", "V2-Chat", "Coder-V2-Instruct")),
+    (15_706_484_224,  2048, 27,    16,   102400, "bf16", ("V2-Lite", "V2-Lite-Chat",
+                                                          "Coder-V2-Lite-Instruct")),
+]
+# The R1-Distill models: Qwen2 and Llama checkpoints, grouped-query attention, 128k context.
+#   checkpoint              parameters      hidden layers heads KV  vocab
+_DISTILL: list[tuple[str, int, int, int, int, int, int]] = [
+    ("R1-Distill-Qwen-1.5B", 1_777_088_000,  1536,  28,    12,   2, 151936),
+    ("R1-Distill-Qwen-7B",   7_615_616_512,  3584,  28,    28,   4, 152064),
+    ("R1-Distill-Llama-8B",  8_030_261_248,  4096,  32,    32,   8, 128256),
+    ("R1-Distill-Qwen-14B",  14_770_033_664, 5120,  48,    40,   8, 152064),
+    ("R1-Distill-Qwen-32B",  32_763_876_352, 5120,  64,    40,   8, 152064),
+    ("R1-Distill-Llama-70B", 70_553_706_496, 8192,  80,    64,   8, 128256),
+]
+# Both as ModelFacts' fields: name, parameters, hidden, layers, heads, KV heads, head_dim,
+# vocab, context, tied embeddings, native precision, kv_lora_rank, qk_rope_head_dim.
+_ROWS: list[tuple[str, int, int, int, int, int, int, int, int, bool, str, int, int]] = [
+    *((name, p, hidden, layers, heads, heads, 192, vocab, 163840, False, native, 512, 64)
+      for p, hidden, layers, heads, vocab, native, names in _MLA for name in names),
+    *((name, p, hidden, layers, heads, kv, hidden // heads, vocab, 131072, False, "bf16", 0, 0)
+      for name, p, hidden, layers, heads, kv, vocab in _DISTILL),
+]
+# fmt: on
 MODELS: dict[str, ModelFacts] = {
-    m.name.lower(): m
-    for m in [
-        ModelFacts(name="deepseek-ai/DeepSeek-R1", **_V3),  # type: ignore[arg-type]
-        ModelFacts(name="deepseek-ai/DeepSeek-R1-0528", **_V3),  # type: ignore[arg-type]
-        ModelFacts(name="deepseek-ai/DeepSeek-V3", **_V3),  # type: ignore[arg-type]
-        ModelFacts(name="deepseek-ai/DeepSeek-V3-0324", **_V3),  # type: ignore[arg-type]
-        ModelFacts(name="deepseek-ai/DeepSeek-V2", **_V2),  # type: ignore[arg-type]
-        ModelFacts(name="deepseek-ai/DeepSeek-V2-Chat", **_V2),  # type: ignore[arg-type]
-        ModelFacts(name="deepseek-ai/DeepSeek-Coder-V2-Instruct", **_V2),  # type: ignore[arg-type]
-        ModelFacts(name="deepseek-ai/DeepSeek-V2-Lite", **_V2_LITE),  # type: ignore[arg-type]
-        ModelFacts(name="deepseek-ai/DeepSeek-V2-Lite-Chat", **_V2_LITE),  # type: ignore[arg-type]
-        ModelFacts(name="deepseek-ai/DeepSeek-Coder-V2-Lite-Instruct", **_V2_LITE),  # type: ignore[arg-type]
-        _qwen2(
-            "deepseek-ai/DeepSeek-R1-Distill-Qwen-1.5B",
-            1_777_088_000,
-            1536,
-            28,
-            12,
-            2,
-            151936,
-            131072,
-        ),
-        _qwen2(
-            "deepseek-ai/DeepSeek-R1-Distill-Qwen-7B",
-            7_615_616_512,
-            3584,
-            28,
-            28,
-            4,
-            152064,
-            131072,
-        ),
-        _llama("deepseek-ai/DeepSeek-R1-Distill-Llama-8B", 8_030_261_248, 4096, 32, 32, 8, 131072),
-        _qwen2(
-            "deepseek-ai/DeepSeek-R1-Distill-Qwen-14B",
-            14_770_033_664,
-            5120,
-            48,
-            40,
-            8,
-            152064,
-            131072,
-        ),
-        _qwen2(
-            "deepseek-ai/DeepSeek-R1-Distill-Qwen-32B",
-            32_763_876_352,
-            5120,
-            64,
-            40,
-            8,
-            152064,
-            131072,
-        ),
-        _llama(
-            "deepseek-ai/DeepSeek-R1-Distill-Llama-70B", 70_553_706_496, 8192, 80, 64, 8, 131072
-        ),
-    ]
+    f"deepseek-ai/deepseek-{row[0].lower()}": ModelFacts(f"deepseek-ai/DeepSeek-{row[0]}", *row[1:])
+    for row in _ROWS
 }
 
 
@@ -216,10 +105,6 @@ class GpuProduct:
     @property
     def supports_fp8(self) -> bool:
         return self.compute_capability >= 8.9  # Ada and Hopper have FP8 tensor cores
-
-    @property
-    def supports_bf16(self) -> bool:
-        return self.compute_capability >= 8.0
 
 
 GPUS: dict[str, GpuProduct] = {
@@ -247,6 +132,23 @@ def find_gpu(name: str) -> GpuProduct | None:
     return next((g for g in GPUS.values() if key in g.aliases), None)
 
 
+def advertised_gpus(node_labels: Iterable[dict[str, str]]) -> list[GpuProduct]:
+    """The GPUs nodes advertise, one per product label value (kept as the nodes spell it, so a
+    selector on it matches): the catalogue's facts for a known product, else the node's memory
+    label (and no FP8 assumed); a product with neither is left out."""
+    found: dict[str, GpuProduct] = {}
+    for labels in node_labels:
+        name = labels.get(PRODUCT_LABEL)
+        if not name or name in found:
+            continue
+        known = find_gpu(name)
+        if known is not None:
+            found[name] = replace(known, product=name, aliases=())
+        elif (labels.get(MEMORY_LABEL) or "").isdigit():
+            found[name] = GpuProduct(name, int(labels[MEMORY_LABEL]), 0.0)
+    return list(found.values())
+
+
 def find_model(name: str) -> ModelFacts | None:
     """Look a model up by its Hugging Face id, or by the id's last part alone."""
     key = name.strip().lower()
@@ -269,7 +171,6 @@ def facts_from_config(
     tie = bool(config.get("tie_word_embeddings", False))
     kv_lora = int(config.get("kv_lora_rank") or 0)
     rope = int(config.get("qk_rope_head_dim") or 0)
-    arch = (config.get("architectures") or ["unknown"])[0]
     qcfg = config.get("quantization_config") or {}
     native = "fp8" if qcfg.get("quant_method") == "fp8" else "bf16"
     if parameters is None:
@@ -278,7 +179,6 @@ def facts_from_config(
         )
     return ModelFacts(
         name=name,
-        architecture=str(arch),
         parameters=parameters,
         hidden_size=hidden,
         num_layers=layers,

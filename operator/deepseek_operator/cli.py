@@ -72,7 +72,7 @@ def _run(args: argparse.Namespace) -> int:
         cmd.append(f"--liveness={args.liveness}")
     if args.verbose:
         cmd.append("--verbose")
-    # The resync loop lists only what kopf watches (a namespaced Role cannot list cluster-wide).
+    # The drift repair lists only what kopf watches (a namespaced Role cannot list cluster-wide).
     os.environ["DEEPSEEK_WATCH_NAMESPACES"] = ",".join(args.namespace)
     os.execv(sys.executable, cmd)  # replace this process: signals reach kopf directly
 

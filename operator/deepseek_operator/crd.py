@@ -1,4 +1,4 @@
-"""The CRD, generated from the pydantic models in api.py (``make crds`` writes crds/).
+"""The CRD, generated from the pydantic models in api/ (``make crds`` writes crds/).
 
 Pydantic emits JSON Schema 2020-12; Kubernetes wants a *structural* OpenAPI v3 subset: no $ref,
 no anyOf for optionals, ``x-kubernetes-int-or-string`` for int|string, boolean
@@ -12,17 +12,7 @@ from typing import Any
 
 import yaml
 
-from deepseek_operator.api import (
-    API_VERSION,
-    GROUP,
-    KIND,
-    PLURAL,
-    SHORT_NAMES,
-    SINGULAR,
-    VERSION,
-    DeepSeekDeploymentSpec,
-    DeepSeekDeploymentStatus,
-)
+from deepseek_operator import api
 
 MAX_NAME_LENGTH = 52  # children add suffixes such as "-runtime"; Services allow 63
 NAME_RULE = {
@@ -103,31 +93,31 @@ def _convert(node: dict[str, Any], defs: dict[str, Any]) -> dict[str, Any]:
 
 
 def crd() -> dict[str, Any]:
-    spec_schema = openapi_schema(DeepSeekDeploymentSpec)
-    status_schema = openapi_schema(DeepSeekDeploymentStatus)
+    spec_schema = openapi_schema(api.DeepSeekDeploymentSpec)
+    status_schema = openapi_schema(api.DeepSeekDeploymentStatus)
     status_schema.pop("required", None)
     status_schema["description"] = "What the operator decided and observed."
     return {
         "apiVersion": "apiextensions.k8s.io/v1",
         "kind": "CustomResourceDefinition",
         "metadata": {
-            "name": f"{PLURAL}.{GROUP}",
+            "name": f"{api.PLURAL}.{api.GROUP}",
             "labels": {"app.kubernetes.io/part-of": "deepseek-operator"},
         },
         "spec": {
-            "group": GROUP,
+            "group": api.GROUP,
             "scope": "Namespaced",
             "names": {
-                "kind": KIND,
-                "listKind": f"{KIND}List",
-                "plural": PLURAL,
-                "singular": SINGULAR,
-                "shortNames": SHORT_NAMES,
+                "kind": api.KIND,
+                "listKind": f"{api.KIND}List",
+                "plural": api.PLURAL,
+                "singular": api.SINGULAR,
+                "shortNames": api.SHORT_NAMES,
                 "categories": ["all", "deepseek"],
             },
             "versions": [
                 {
-                    "name": VERSION,
+                    "name": api.VERSION,
                     "served": True,
                     "storage": True,
                     "subresources": {
@@ -191,7 +181,7 @@ class _NoAliases(yaml.SafeDumper):
 
 def crd_yaml() -> str:
     header = (
-        f"# Generated from operator/deepseek_operator/api.py by `make crds`; do not edit.\n"
-        f"# {API_VERSION} {KIND}\n"
+        f"# Generated from operator/deepseek_operator/api/ by `make crds`; do not edit.\n"
+        f"# {api.API_VERSION} {api.KIND}\n"
     )
     return header + yaml.dump(crd(), Dumper=_NoAliases, sort_keys=False, width=100)

@@ -1,25 +1,28 @@
-"""kopf wiring: thin handlers that call into reconcile.py. Run with ``deepseek-operator run``.
+"""kopf wiring: thin handlers over the reconcile layer. Run with ``deepseek-operator run``.
 
-One level-based reconcile serves create, resume and update; resync.py repeats it every five
-minutes (drift repair) and refreshes status every minute. Child events keep status fresh
-(Deployment changes) and bring back deleted children at once.
+create, resume and update reconcile at once, through the worker (worker.py) so that they take
+the same per-object lock and read the CR fresh; every event of a child, a pod or the
+autoscaler only adds the owner's key to the worker's queue (a status refresh, or a repair
+when a child was deleted): nothing here can fail in a way kopf would have to retry.
 """
 
 from __future__ import annotations
 
 import logging
-from typing import Any, cast
+from typing import Any
 
 import kopf
 
 from deepseek_operator import reconcile as rc
 from deepseek_operator.api import GROUP, PLURAL, VERSION
-from deepseek_operator.kube import KubeError, kube
+from deepseek_operator.kube import kube
 from deepseek_operator.manifests import MANAGER
-from deepseek_operator.resync import Resync
+from deepseek_operator.worker import Worker, key_of
+from deepseek_operator.workqueue import Work
 
 RESOURCE = (GROUP, VERSION, PLURAL)
 OWNED = {"app.kubernetes.io/managed-by": MANAGER}
+INSTANCE = "app.kubernetes.io/instance"
 
 
 @kopf.on.startup()
@@ -34,16 +37,16 @@ def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> Non
     settings.execution.max_workers = 16
     settings.watching.server_timeout = 300
     settings.networking.request_timeout = 60
-    # Status refresh and drift repair run here rather than as kopf timers: timers make kopf
-    # add a finalizer to every CR, and that finalizer blocks deletion once the operator is gone.
-    memo.resync = Resync(kube)
-    memo.resync.start()
+    # Drift repair runs in this worker rather than as kopf timers: timers make kopf add a
+    # finalizer to every CR, and that finalizer blocks deletion once the operator is gone.
+    memo.worker = Worker(kube)
+    memo.worker.start()
 
 
 @kopf.on.cleanup()
-def stop_resync(memo: kopf.Memo, **_: Any) -> None:
-    if getattr(memo, "resync", None) is not None:
-        memo.resync.stop()
+def stop_worker(memo: kopf.Memo, **_: Any) -> None:
+    if getattr(memo, "worker", None) is not None:
+        memo.worker.stop()
 
 
 @kopf.on.login()
@@ -55,20 +58,18 @@ def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
 @kopf.on.resume(*RESOURCE)
 @kopf.on.create(*RESOURCE)
 @kopf.on.update(*RESOURCE, field="spec")
-def reconcile(body: kopf.Body, **_: Any) -> None:
-    _reconcile(dict(body))
+def reconcile(body: kopf.Body, memo: kopf.Memo, logger: kopf.Logger, **_: Any) -> None:
+    # Problems reach the user as conditions and events (reconcile.write_status), not here.
+    outcome = memo.worker.reconcile_now(key_of(dict(body)))
+    if outcome is not None:
+        logger.info("%s: %s", "reconciled" if outcome.valid else "spec invalid", outcome.message)
 
 
 @kopf.on.event("apps", "v1", "deployments", labels=OWNED)
-def deployment_event(event: kopf.RawEvent, body: kopf.Body, **_: Any) -> None:
-    child = dict(body)
-    owner = _retry_later(rc.owner_of, kube(), child)
-    if owner is None:
-        return
-    if event["type"] == "DELETED":
-        _reconcile(owner)
-    else:
-        _retry_later(rc.refresh_status, kube(), owner, child)
+@kopf.on.event("autoscaling", "v2", "horizontalpodautoscalers", labels=OWNED)
+def status_source_event(event: kopf.RawEvent, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+    """The status reports on these: refresh it; bring the child back if it was deleted."""
+    _enqueue(memo, rc.owner_name(dict(body)), body, event["type"] == "DELETED")
 
 
 @kopf.on.event("", "v1", "services", labels=OWNED)
@@ -76,14 +77,16 @@ def deployment_event(event: kopf.RawEvent, body: kopf.Body, **_: Any) -> None:
 @kopf.on.event("", "v1", "serviceaccounts", labels=OWNED)
 @kopf.on.event("networking.k8s.io", "v1", "networkpolicies", labels=OWNED)
 @kopf.on.event("policy", "v1", "poddisruptionbudgets", labels=OWNED)
-@kopf.on.event("autoscaling", "v2", "horizontalpodautoscalers", labels=OWNED)
-def child_event(event: kopf.RawEvent, body: kopf.Body, **_: Any) -> None:
+def child_event(event: kopf.RawEvent, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     """A deleted child comes back at once, not at the next drift repair."""
-    if event["type"] != "DELETED":
-        return
-    owner = _retry_later(rc.owner_of, kube(), dict(body))
-    if owner is not None:
-        _reconcile(owner)
+    if event["type"] == "DELETED":
+        _enqueue(memo, rc.owner_name(dict(body)), body, repair=True)
+
+
+@kopf.on.event("", "v1", "pods", labels=OWNED)
+def pod_event(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+    """Pods say why they are not ready (unschedulable, image pulls, crashes): refresh."""
+    _enqueue(memo, (body.get("metadata") or {}).get("labels", {}).get(INSTANCE), body)
 
 
 @kopf.on.probe(id="apiserver")
@@ -91,17 +94,7 @@ def apiserver_reachable(**_: Any) -> str:
     return kube().version()
 
 
-def _reconcile(body: dict[str, Any]) -> None:
-    outcome = _retry_later(rc.reconcile, kube(), body)
-    if not outcome.valid:
-        kopf.warn(cast(kopf.Body, body), reason="SpecInvalid", message=outcome.message)
-    for warning in outcome.warnings:
-        kopf.warn(cast(kopf.Body, body), reason="OptionalChildSkipped", message=warning)
-
-
-def _retry_later(fn: Any, *args: Any) -> Any:
-    try:
-        return fn(*args)
-    except KubeError as exc:
-        # The API server hiccuped (or a write conflicted): level-based, so just run again.
-        raise kopf.TemporaryError(f"Kubernetes API: {exc}", delay=5) from exc
+def _enqueue(memo: kopf.Memo, owner: str | None, body: kopf.Body, repair: bool = False) -> None:
+    if owner is not None:
+        key = (str(body["metadata"]["namespace"]), owner)
+        memo.worker.queue.add(key, Work.REPAIR if repair else Work.REFRESH)

@@ -1,8 +1,9 @@
 """A small synchronous Kubernetes client: server-side apply, get, delete, status patch.
 
 It speaks to REST paths directly (no discovery round-trips) for the handful of kinds the
-operator owns, through the official client's authenticated connection pool. 404 and 409 are
-answers, not failures: ``get`` returns None and ``delete`` is idempotent.
+operator owns, through the official client's authenticated connection pool. A missing object is
+an answer, not a failure: ``get`` returns None and ``delete`` is idempotent; a kind the cluster
+does not serve raises ``KindNotInstalled`` (except on delete: nothing to delete).
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import threading
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlencode
 
@@ -25,9 +27,9 @@ PLURALS: dict[tuple[str, str], str] = {
     ("v1", "ConfigMap"): "configmaps",
     ("v1", "Service"): "services",
     ("v1", "ServiceAccount"): "serviceaccounts",
-    ("v1", "Secret"): "secrets",
     ("v1", "Pod"): "pods",
-    ("v1", "PersistentVolumeClaim"): "persistentvolumeclaims",
+    ("v1", "Node"): "nodes",
+    ("v1", "Event"): "events",
     ("apps/v1", "Deployment"): "deployments",
     ("policy/v1", "PodDisruptionBudget"): "poddisruptionbudgets",
     ("autoscaling/v2", "HorizontalPodAutoscaler"): "horizontalpodautoscalers",
@@ -48,6 +50,10 @@ class KubeError(Exception):
 
 class KindNotInstalled(KubeError):
     """The API server does not serve this kind (its CRD, e.g. KEDA's, is not installed)."""
+
+
+class NotFound(KubeError):
+    """The object, or the namespace it would be written to, does not exist (or no longer)."""
 
 
 def path(
@@ -93,16 +99,19 @@ class Kube:
             response.read()
             status, data = response.status, response.data or b""
         except ApiException as exc:
-            status, data = exc.status or 0, (exc.body or "").encode()
+            if not exc.status:  # no HTTP answer at all (the REST client's SSL and body errors)
+                raise KubeError(0, str(exc.reason)) from exc
+            status, data = exc.status, (exc.body or "").encode()
         except Exception as exc:  # urllib3 timeouts and connection errors
             raise KubeError(0, str(exc)) from exc
         if status == 404:
-            if method in ("GET", "DELETE"):
+            missing = _not_found(data)
+            if method == "DELETE" or (method == "GET" and isinstance(missing, NotFound)):
                 return None
-            raise KindNotInstalled(404, _message(data))
+            raise missing
         if status >= 400:
             raise KubeError(status, _message(data))
-        return json.loads(response.data) if response.data else {}
+        return json.loads(data) if data else {}
 
     def apply(self, obj: dict[str, Any]) -> dict[str, Any]:
         """Server-side apply the whole object; we own every field we set."""
@@ -133,14 +142,36 @@ class Kube:
         return list((result or {}).get("items") or [])
 
     def delete(self, api_version: str, kind: str, namespace: str, name: str) -> None:
-        try:
-            self._call(
-                "DELETE",
-                path(api_version, kind, namespace, name),
-                {"propagationPolicy": "Background"},
-            )
-        except KindNotInstalled:
-            return
+        """Idempotent: an object (or kind) that is not there is already deleted."""
+        body = {"propagationPolicy": "Background"}
+        self._call("DELETE", path(api_version, kind, namespace, name), body)
+
+    def post_event(self, involved: dict[str, Any], type_: str, reason: str, message: str) -> None:
+        """A core/v1 Event about ``involved`` (what `kubectl describe` lists under Events)."""
+        meta = involved["metadata"]
+        now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        event = {
+            "apiVersion": "v1",
+            "kind": "Event",
+            "metadata": {"generateName": f"{meta['name']}.", "namespace": meta["namespace"]},
+            "involvedObject": {
+                "apiVersion": involved["apiVersion"],
+                "kind": involved["kind"],
+                "name": meta["name"],
+                "namespace": meta["namespace"],
+                "uid": meta.get("uid"),
+            },
+            "type": type_,
+            "reason": reason,
+            "message": message[:1024],
+            "source": {"component": FIELD_MANAGER},
+            "reportingComponent": FIELD_MANAGER,
+            "reportingInstance": FIELD_MANAGER,
+            "firstTimestamp": now,
+            "lastTimestamp": now,
+            "count": 1,
+        }
+        self._call("POST", path("v1", "Event", meta["namespace"]), event)
 
     def namespace_labels(self, namespace: str) -> dict[str, str]:
         found = self._call("GET", f"/api/v1/namespaces/{namespace}") or {}
@@ -154,8 +185,21 @@ class Kube:
         url = path(f"{GROUP}/{VERSION}", "DeepSeekDeployment", namespace, name, "status")
         try:
             self._call("PATCH", url, {"status": status}, "application/merge-patch+json")
-        except KindNotInstalled:
+        except NotFound:
             return  # the resource was deleted meanwhile
+
+
+def _not_found(data: bytes) -> KubeError:
+    """A 404 on a write: a Status naming the missing object's kind means the object (or its
+    namespace) is missing; anything else (no details, or the mux's plain-text page) means the
+    API server does not serve the resource type at all."""
+    try:
+        details = json.loads(data).get("details") or {}
+    except (TypeError, ValueError, AttributeError):
+        details = {}
+    if details.get("kind"):
+        return NotFound(404, _message(data))
+    return KindNotInstalled(404, _message(data))
 
 
 def _message(data: bytes) -> str:

@@ -1,15 +1,19 @@
 """Desired vs actual, level-based: the only place that decides what to write to the cluster.
 
-``reconcile`` is called on create, resume, update and by the drift timer: it validates the
-spec, plans GPUs, applies every child whole (server-side apply, so a second run is a no-op and
-a restart is harmless), removes optional children that are no longer wanted, and writes status.
-Bad input never touches the children: it becomes ``Ready=False, reason SpecInvalid``.
+``reconcile`` (create, resume, update, drift repair) reads what the plan needs (the GPU nodes'
+labels, the namespace's Pod Security level), validates the spec and plans GPUs, applies every
+child whole (server-side apply, so a second run is a no-op and a restart is harmless), removes
+optional children no longer wanted, then reads the children (``observe``) and writes the status
+``status.status_of`` computes from them, with an Event for each new problem. ``refresh_status``
+does the last two steps alone. Bad input never touches the children: it becomes
+``Ready=False, reason SpecInvalid``.
 """
 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from pydantic import ValidationError
@@ -17,9 +21,11 @@ from pydantic import ValidationError
 from deepseek_operator import status as st
 from deepseek_operator.api import API_VERSION, KIND, DeepSeekDeploymentSpec, parse_spec
 from deepseek_operator.api import error_fields as spec_errors
-from deepseek_operator.kube import KindNotInstalled, Kube
-from deepseek_operator.manifests import Target, children, endpoint
-from deepseek_operator.sizing import SizingError, plan_for_spec
+from deepseek_operator.catalog import PRODUCT_LABEL, GpuProduct, advertised_gpus
+from deepseek_operator.gpu_choice import plan_for_spec
+from deepseek_operator.kube import KindNotInstalled, Kube, KubeError
+from deepseek_operator.manifests import Target, children, optional_children, selector
+from deepseek_operator.sizing import SizingError
 
 log = logging.getLogger(__name__)
 
@@ -31,13 +37,12 @@ OPTIONAL_KINDS = [
 ]
 
 
-@dataclass(slots=True)
+@dataclass(frozen=True, slots=True)
 class Outcome:
-    """What a reconcile did, for the handler to log and to post as events."""
+    """What a reconcile did, for the caller to log."""
 
     valid: bool
     message: str
-    warnings: list[str] = field(default_factory=list)
 
 
 def owner_reference(body: dict[str, Any]) -> dict[str, Any]:
@@ -59,19 +64,36 @@ def owner_name(child: dict[str, Any]) -> str | None:
     return None
 
 
-def validate(body: dict[str, Any]) -> tuple[Target | None, list[str]]:
+def validate(
+    body: dict[str, Any], cluster_gpus: Callable[[], list[GpuProduct] | None] | None = None
+) -> tuple[Target | None, list[str]]:
     """(target, problems): the target is None when the spec cannot be served; each problem
-    starts with the field it is about."""
+    starts with the field it is about. ``cluster_gpus`` reads what the nodes advertise, called
+    only when the spec names no GPU product or memory (without it: not known)."""
     meta = body["metadata"]
     try:
         spec: DeepSeekDeploymentSpec = parse_spec(body.get("spec") or {})
     except ValidationError as exc:
         return None, spec_errors(exc)
+    gpu = spec.resources.gpu
+    offered = cluster_gpus() if cluster_gpus and not (gpu.product or gpu.memory_gi_b) else None
     try:
-        plan = plan_for_spec(spec)
+        plan = plan_for_spec(spec, cluster_gpus=offered)
     except SizingError as exc:
         return None, [f"{exc.field_path}: {exc}"]
     return Target(meta["name"], meta["namespace"], spec, plan), []
+
+
+def read_cluster_gpus(kube: Kube) -> list[GpuProduct] | None:
+    """The GPUs the cluster's nodes advertise; None when the operator may not list nodes."""
+    try:
+        nodes = kube.list("v1", "Node", None, PRODUCT_LABEL)
+    except KubeError as exc:
+        if exc.status != 403:
+            raise
+        log.warning("cannot list nodes to size GPUs (%s): assuming a GPU", exc)
+        return None
+    return advertised_gpus((n.get("metadata") or {}).get("labels") or {} for n in nodes)
 
 
 def pod_security_problem(
@@ -91,12 +113,11 @@ def pod_security_problem(
 
 def reconcile(kube: Kube, body: dict[str, Any]) -> Outcome:
     meta = body["metadata"]
-    name, namespace = meta["name"], meta["namespace"]
     generation = meta.get("generation")
     old = body.get("status") or {}
-    target, problems = validate(body)
+    target, problems = validate(body, lambda: read_cluster_gpus(kube))
     if target is not None and target.spec.model.source.host_path is not None:
-        labels = kube.namespace_labels(namespace)
+        labels = kube.namespace_labels(meta["namespace"])
         blocked = pod_security_problem(target.spec, labels)
         if blocked:
             target, problems = None, [blocked]
@@ -110,119 +131,103 @@ def reconcile(kube: Kube, body: dict[str, Any]) -> Outcome:
                 [st.condition(st.READY, False, "SpecInvalid", message, generation)],
             ),
         }
-        kube.patch_status(namespace, name, invalid)
+        write_status(kube, body, invalid)
         return Outcome(False, message)
 
-    warnings: list[str] = []
+    deployment = apply_children(kube, target, owner_reference(body))
+    observed = observe(kube, target, deployment)
+    write_status(kube, body, st.status_of(target, observed, old, generation))
+    summary = target.plan.summary() if target.plan else "GPU count given; model not sized"
+    return Outcome(True, summary)
+
+
+def apply_children(kube: Kube, target: Target, owner: dict[str, Any]) -> dict[str, Any] | None:
+    """Apply every desired child whole and delete optional ones no longer wanted; returns the
+    Deployment as applied. A kind the cluster does not serve is skipped (observe() finds it
+    again, and the status says so)."""
     deployment = None
-    owner = owner_reference(body)
     desired = children(target)
     for child in desired:
         child["metadata"]["ownerReferences"] = [owner]
         try:
             applied = kube.apply(child)
         except KindNotInstalled:
-            warnings.append(
-                f"{child['kind']} ({child['apiVersion']}) is not served by this "
-                "cluster: install its CRDs (KEDA, prometheus-operator) or turn it off"
-            )
             continue
         if child["kind"] == "Deployment":
             deployment = applied
     wanted = {(c["apiVersion"], c["kind"]) for c in desired}
     for api_version, kind in OPTIONAL_KINDS:
         if (api_version, kind) not in wanted:
-            kube.delete(api_version, kind, namespace, name)
-
-    new_status = observe(kube, target, deployment, old, generation, warnings)
-    kube.patch_status(namespace, name, new_status)
-    summary = target.plan.summary() if target.plan else "GPU count given; model not sized"
-    return Outcome(True, summary, warnings)
+            kube.delete(api_version, kind, target.namespace, target.name)
+    return deployment
 
 
-def observe(
-    kube: Kube,
-    target: Target,
-    deployment: dict[str, Any] | None,
-    old: dict[str, Any],
-    generation: int | None,
-    warnings: list[str] | None = None,
-) -> dict[str, Any]:
-    """The status a valid target has, given its live Deployment (and pods, for integrity)."""
-    fields, ready = st.from_deployment(deployment, generation)
-    conditions = [ready]
-    plan = target.plan
-    if plan is not None:
-        conditions.append(st.condition(st.GPU_PLANNED, True, "Planned", plan.summary(), generation))
-    else:
-        conditions.append(
-            st.condition(
-                st.GPU_PLANNED,
-                True,
-                "CountGiven",
-                f"{target.gpus} GPU(s) as set; the model is not in the "
-                "catalogue, so memory was not checked",
-                generation,
-            )
-        )
-    if target.spec.model.integrity is not None:
-        pods = kube.list("v1", "Pod", target.namespace, st.selector(target.name))
-        conditions.append(st.weights_verified(pods, generation))
-    keys = target.spec.security.api_keys
-    conditions.append(
-        st.condition(
-            st.AUTHENTICATED,
-            keys is not None,
-            "ApiKeys" if keys else "NoApiKeys",
-            f"API keys from Secret {keys.secret_name}"
-            if keys
-            else "no API keys: any pod the NetworkPolicy admits may call the model",
-            generation,
-        )
-    )
-    for text in warnings or []:
-        conditions.append(st.condition("Warning", True, "OptionalChildSkipped", text, generation))
-    return {
-        **fields,
-        "observedGeneration": generation,
-        "selector": st.selector(target.name),
-        "endpoint": endpoint(target.name, target.namespace, target.spec),
-        "gpus": target.gpus,
-        "gpuPlan": plan.status().wire() if plan else None,
-        "conditions": st.merge_conditions(
-            old.get("conditions") or [], conditions, keep_others=False
-        ),
-    }
+def observe(kube: Kube, target: Target, deployment: dict[str, Any] | None) -> st.Observed:
+    """Read what the status is computed from: the Deployment (as just applied, when given),
+    its pods when the status needs them (integrity, or pods not ready: their reasons), and the
+    optional children the spec asks for."""
+    namespace, name = target.namespace, target.name
+    if deployment is None:
+        deployment = kube.get("apps/v1", "Deployment", namespace, name)
+    pods = []
+    if target.spec.model.integrity is not None or not _all_ready(deployment):
+        pods = kube.list("v1", "Pod", namespace, selector(name))
+    autoscaler, unserved = None, set()
+    for child in optional_children(target):
+        try:
+            found = kube.get(child["apiVersion"], child["kind"], namespace, name)
+        except KindNotInstalled:
+            unserved.add(child["kind"])
+            continue
+        if child["kind"] != "ServiceMonitor":
+            autoscaler = found
+    return st.Observed(deployment, pods, autoscaler, frozenset(unserved))
 
 
-def refresh_status(
-    kube: Kube, body: dict[str, Any], deployment: dict[str, Any] | None = None
-) -> dict[str, Any] | None:
+def refresh_status(kube: Kube, body: dict[str, Any]) -> dict[str, Any] | None:
     """Recompute status from the children without writing them; None when nothing changed."""
     meta = body["metadata"]
-    target, _ = validate(body)
+    target, _ = validate(body, lambda: read_cluster_gpus(kube))
     if target is None:
         return None  # an invalid spec keeps its SpecInvalid status until the spec changes
-    if deployment is None:
-        deployment = kube.get("apps/v1", "Deployment", meta["namespace"], meta["name"])
     old = body.get("status") or {}
-    new = observe(kube, target, deployment, old, meta.get("generation"))
+    new = st.status_of(target, observe(kube, target, None), old, meta.get("generation"))
     if _same(old, new):
         return None
-    kube.patch_status(meta["namespace"], meta["name"], new)
+    write_status(kube, body, new)
     return new
 
 
+def write_status(kube: Kube, body: dict[str, Any], new: dict[str, Any]) -> None:
+    """Patch the status, then post an Event for each problem it states anew (best effort: an
+    event that cannot be posted must not fail the reconcile; the status already says it)."""
+    meta = body["metadata"]
+    kube.patch_status(meta["namespace"], meta["name"], new)
+    old_conditions = (body.get("status") or {}).get("conditions") or []
+    for reason, message in st.alerts(old_conditions, new.get("conditions") or []):
+        try:
+            kube.post_event(body, "Warning", reason, message)
+        except KubeError as exc:
+            log.warning("could not post event %s on %s/%s: %s", reason, *_key(meta), exc)
+
+
+def _all_ready(deployment: dict[str, Any] | None) -> bool:
+    if deployment is None:
+        return True  # no pods to ask
+    desired = (deployment.get("spec") or {}).get("replicas", 1)
+    return int((deployment.get("status") or {}).get("readyReplicas") or 0) >= int(desired or 0)
+
+
+def _key(meta: dict[str, Any]) -> tuple[str, str]:
+    return meta["namespace"], meta["name"]
+
+
 def _same(old: dict[str, Any], new: dict[str, Any]) -> bool:
-    return all(old.get(k) == v for k, v in new.items())
+    """Whether patching ``new`` would change ``old`` (a None in the patch deletes a key)."""
+    return all(_stored(old.get(k)) == _stored(v) for k, v in new.items())
 
 
-def owner_of(kube: Kube, child: dict[str, Any]) -> dict[str, Any] | None:
-    """The live DeepSeekDeployment a child belongs to, unless it is gone or going."""
-    name = owner_name(child)
-    if name is None:
-        return None
-    owner = kube.get(API_VERSION, KIND, child["metadata"]["namespace"], name)
-    if owner is None or owner["metadata"].get("deletionTimestamp"):
-        return None
-    return owner
+def _stored(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _stored(v) for k, v in value.items() if v is not None}
+    return value

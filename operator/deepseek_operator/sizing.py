@@ -10,10 +10,10 @@ and stays within one node.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
-from deepseek_operator.api import DeepSeekDeploymentSpec, GpuPlanStatus, Quantization
-from deepseek_operator.catalog import GIB, GPUS, GpuProduct, ModelFacts, find_gpu, find_model
+from deepseek_operator.api import GpuPlanStatus, Quantization
+from deepseek_operator.catalog import GIB, GPUS, GpuProduct, ModelFacts, find_model
 
 USABLE_FRACTION = 0.90  # of GPU memory; the rest is the allocator's and the driver's slack
 OVERHEAD_GIB = 2.0  # per GPU: CUDA context, cuBLAS/NCCL workspaces, activations at peak
@@ -54,8 +54,12 @@ class GpuPlan:
     overhead_gib: float
     max_model_len: int
     concurrency: int
-    fits: bool = True
-    notes: list[str] = field(default_factory=list)
+    # Where the pods may run: none (any GPU node), the product named, or the products among the
+    # cluster's that can serve the model. ``basis`` says in words what the plan was sized for
+    # when the user did not name it, and ``reason`` is the GpuPlanned condition's reason.
+    node_products: tuple[str, ...] = ()
+    basis: str = ""
+    reason: str = "Planned"
 
     @property
     def per_gpu_gib(self) -> float:
@@ -76,7 +80,7 @@ class GpuPlan:
         return GpuPlanStatus(
             gpus_per_replica=self.gpus,
             tensor_parallel=self.tensor_parallel,
-            product=self.product,
+            product=self.node_products[0] if len(self.node_products) == 1 else None,
             gpu_memory_gi_b=_round(self.gpu_memory_gib),
             weights_gi_b=_round(self.weights_gib),
             kv_cache_gi_b=_round(self.kv_cache_gib),
@@ -293,43 +297,3 @@ def suggest(p: GpuPlan, max_per_node: int, limit: int = 3) -> list[str]:
         if text not in seen:
             seen.append(text)
     return seen[:limit]
-
-
-def plan_for_spec(spec: DeepSeekDeploymentSpec, model: ModelFacts | None = None) -> GpuPlan | None:
-    """The plan for a CR; None when the model is unknown and the user gave the count."""
-    facts = model or find_model(spec.model.name)
-    gpu_spec = spec.resources.gpu
-    count = None if gpu_spec.count == "auto" else int(gpu_spec.count)
-    product = find_gpu(gpu_spec.product) if gpu_spec.product else None
-    if gpu_spec.product and product is None:
-        known = ", ".join(g.product for g in GPUS.values())
-        raise SizingError(
-            f"unknown GPU product {gpu_spec.product!r}; known products: {known}; "
-            "or set memoryGiB instead",
-            "spec.resources.gpu.product",
-        )
-    if facts is None:
-        if count is None:
-            raise SizingError(
-                f"model {spec.model.name!r} is not in the catalogue, so its GPUs "
-                "cannot be sized: set resources.gpu.count",
-                "spec.resources.gpu.count",
-            )
-        return None
-    memory = product.memory_gib if product else gpu_spec.memory_gi_b
-    if memory is None:
-        # No product named: plan for the catalogue's most common datacenter GPU, say so.
-        product = GPUS["nvidia-h100-80gb-hbm3"]
-        memory = product.memory_gib
-    if product is not None:
-        check_product(product, facts, spec.quantization)
-    return plan(
-        facts,
-        spec.quantization,
-        gpu_memory_gib=memory,
-        product=product.product if product else None,
-        max_model_len=spec.runtime.max_model_len,
-        concurrency=spec.runtime.max_concurrent_sequences,
-        count=count,
-        max_per_node=gpu_spec.max_per_node,
-    )

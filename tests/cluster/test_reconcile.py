@@ -31,7 +31,7 @@ from clusterkit import (
 pytestmark = pytest.mark.cluster
 
 EXAMPLE = REPO / "examples" / "r1-distill-qwen-7b.yaml"
-# A deleted child comes back on the operator's next look: a watch event or its timer.
+# A deleted child comes back on the operator's next look: a watch event or its drift repair.
 REPAIR_TIMEOUT = 90.0
 
 
@@ -229,6 +229,9 @@ def test_scale_subresource_moves_the_deployment(
         "3 ready replicas in the status",
     )
     assert cr["status"]["ready"] == "3/3"
+    # Scaling adds pods; it must not replace the first one (on GPUs, a model reload each).
+    replica_sets = ns.items("replicasets", "app.kubernetes.io/instance=scaled")
+    assert len(replica_sets) == 1, [rs["metadata"]["name"] for rs in replica_sets]
     # The scale subresource reads back through the CR's own status.
     scale = json.loads(
         ns(

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -25,65 +26,13 @@ from clusterkit import (
     wait_until,
 )
 
-pytestmark = pytest.mark.cluster
+from deepseek_operator.cli import EXIT_INVALID
+from deepseek_operator.cli import main as render
 
-# (case id, spec overrides merged onto a valid CR (None deletes a key), words the API server's
-# message must contain: the field path first).
-INVALID: list[tuple[str, dict[str, Any], tuple[str, ...]]] = [
-    ("model-missing", {"model": None}, ("spec.model", "Required")),
-    ("model-name-empty", {"model": {"name": ""}}, ("spec.model.name",)),
-    ("model-name-spaces", {"model": {"name": "deepseek ai/R1"}}, ("spec.model.name",)),
-    ("source-missing", {"model": {"source": None}}, ("spec.model.source", "Required")),
-    ("source-empty", {"model": {"source": {"image": None}}}, ("spec.model.source", "exactly one")),
-    (
-        "source-two-kinds",
-        {"model": {"source": {"pvc": {"claimName": "models"}}}},
-        ("spec.model.source", "exactly one"),
-    ),
-    (
-        "pvc-claim-name",
-        {"model": {"source": {"image": None, "pvc": {"claimName": "Bad_Name"}}}},
-        ("spec.model.source.pvc.claimName",),
-    ),
-    ("quantization-unknown", {"quantization": "int3"}, ("spec.quantization", "int3")),
-    ("gguf-without-file", {"model": {"format": "gguf"}}, ("spec.model", "ggufFile")),
-    (
-        "gguf-file-name",
-        {"model": {"format": "gguf", "ggufFile": "weights.bin"}, "quantization": "none"},
-        ("spec.model.ggufFile",),
-    ),
-    ("batch-zero", {"runtime": {"maxBatchSize": 0}}, ("spec.runtime.maxBatchSize",)),
-    (
-        "batch-above-concurrency",
-        {"runtime": {"maxBatchSize": 64, "maxConcurrentSequences": 8}},
-        ("spec.runtime", "maxBatchSize must not exceed maxConcurrentSequences"),
-    ),
-    ("gpu-count-zero", {"resources": {"gpu": {"count": 0}}}, ("spec.resources.gpu", "count")),
-    ("gpu-count-word", {"resources": {"gpu": {"count": "many"}}}, ("spec.resources.gpu", "count")),
-    (
-        "gpu-product-and-memory",
-        {"resources": {"gpu": {"memoryGiB": 80}}},
-        ("spec.resources.gpu", "product or memoryGiB"),
-    ),
-    ("cpu-quantity", {"resources": {"cpu": "lots"}}, ("spec.resources.cpu",)),
-    ("replicas-negative", {"replicas": -1}, ("spec.replicas",)),
-    (
-        "autoscaling-bounds",
-        {"autoscaling": {"minReplicas": 5, "maxReplicas": 2}},
-        ("spec.autoscaling", "minReplicas must not exceed maxReplicas"),
-    ),
-    ("autoscaling-mode", {"autoscaling": {"mode": "vpa"}}, ("spec.autoscaling.mode", "vpa")),
-    ("service-port", {"service": {"port": 70000}}, ("spec.service.port",)),
-    ("service-type", {"service": {"type": "ExternalName"}}, ("spec.service.type",)),
-    ("allow-from-empty-peer", {"security": {"allowFrom": [{}]}}, ("spec.security.allowFrom[0]",)),
-    ("scrape-interval", {"monitoring": {"interval": "soon"}}, ("spec.monitoring.interval",)),
-    (
-        "pull-policy",
-        {"runtime": {"imagePullPolicy": "Sometimes"}},
-        ("spec.runtime.imagePullPolicy",),
-    ),
-    ("unknown-field", {"replicaz": 2}, ("replicaz",)),
-]
+# The operator's unit cases, shared: tests/ is on sys.path (tests/conftest.py).
+from unit.operator.specs import INVALID, Invalid
+
+pytestmark = pytest.mark.cluster
 
 
 @pytest.fixture(scope="module")
@@ -93,25 +42,38 @@ def validation_namespace(kubectl: Kubectl, crd: dict[str, object]) -> Iterator[s
     release_namespace(kubectl, name)
 
 
-def test_enough_cases() -> None:
-    assert len(INVALID) >= 15
-
-
-@pytest.mark.parametrize(("case", "overrides", "words"), INVALID, ids=[c[0] for c in INVALID])
-def test_api_server_refuses_invalid_spec(
+@pytest.mark.parametrize("case", INVALID, ids=[c.id for c in INVALID])
+def test_api_server_and_pydantic_refuse_alike(
     kubectl: Kubectl,
     validation_namespace: str,
-    case: str,
-    overrides: dict[str, Any],
-    words: tuple[str, ...],
+    case: Invalid,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
-    ns = kubectl.ns(validation_namespace)
+    """Every invalid case, refused by the real API server (schema, CEL) and by pydantic (the
+    operator's own check, through `deepseek-operator render`), both naming the field and, for a
+    cross-field rule, both saying the rule's message."""
+    body = {
+        "apiVersion": "deepseek.ai/v1alpha1",
+        "kind": "DeepSeekDeployment",
+        "metadata": {"name": f"bad-{case.id}"[:52], "namespace": validation_namespace},
+        "spec": case.spec(),
+    }
     # kubectl asks for strict field validation, so even an unknown field is an error.
-    result = ns("create", "-f", "-", input=_yaml(dsd(f"bad-{case}", overrides)), check=False)
-    assert result.returncode != 0, f"{case} was admitted"
-    for word in words:
-        assert word in result.stderr, f"{case}: {word!r} not in {result.stderr!r}"
-    assert ns.get("dsd", f"bad-{case}") is None
+    server = kubectl("create", "--dry-run=server", "-f", "-", input=_yaml(body), check=False)
+    assert server.returncode != 0, f"the API server admitted {case.id}"
+    assert f"{case.field}:" in server.stderr or f'"{case.field}"' in server.stderr, server.stderr
+
+    cr_file = tmp_path / "cr.yaml"
+    cr_file.write_text(_yaml(body))
+    capsys.readouterr()
+    assert render(["render", "-f", str(cr_file)]) == EXIT_INVALID, f"pydantic admitted {case.id}"
+    errors = capsys.readouterr().err
+    assert f"error: {case.field}" in errors, errors
+
+    if case.rule is not None:
+        assert case.rule in server.stderr, server.stderr
+        assert f"error: {case.field}: {case.rule}" in errors, errors
 
 
 def test_api_server_refuses_bad_names(kubectl: Kubectl, validation_namespace: str) -> None:

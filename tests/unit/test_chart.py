@@ -63,6 +63,7 @@ NAMESPACED_NEEDS: list[tuple[str, str, set[str]]] = [
 CLUSTER_NEEDS: list[tuple[str, str, set[str]]] = [
     ("apiextensions.k8s.io", "customresourcedefinitions", READ),
     ("", "namespaces", READ),
+    ("", "nodes", {"get", "list"}),
 ]
 
 
@@ -227,7 +228,7 @@ def test_watch_namespace_gives_a_role_and_minimal_cluster_read(tmp_path: Path) -
     cluster_verbs = {verb for rule in cluster_role["rules"] for verb in rule["verbs"]}
     assert cluster_verbs == READ, "namespaced mode must not write anything cluster-wide"
     cluster_resources = {r for rule in cluster_role["rules"] for r in rule["resources"]}
-    assert cluster_resources == {"customresourcedefinitions", "namespaces"}
+    assert cluster_resources == {"customresourcedefinitions", "namespaces", "nodes"}
 
     args = only(objects, "Deployment")["spec"]["template"]["spec"]["containers"][0]["args"]
     assert args[-2:] == ["--namespace", "ai"]

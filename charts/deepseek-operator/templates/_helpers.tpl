@@ -95,7 +95,10 @@ the Role (watchNamespace).
   verbs: ["get", "list", "watch", "create", "update", "patch", "delete", "deletecollection"]
 {{- end }}
 
-{{/* Cluster-scoped reads kopf needs whatever it watches: CRD discovery and namespaces. */}}
+{{/*
+Cluster-scoped reads whatever it watches: CRD discovery and namespaces (kopf), and the GPU
+nodes' product labels (sizing a model whose spec names no GPU product).
+*/}}
 {{- define "deepseek-operator.clusterRules" -}}
 - apiGroups: ["apiextensions.k8s.io"]
   resources: ["customresourcedefinitions"]
@@ -103,4 +106,7 @@ the Role (watchNamespace).
 - apiGroups: [""]
   resources: ["namespaces"]
   verbs: ["get", "list", "watch"]
+- apiGroups: [""]
+  resources: ["nodes"]
+  verbs: ["get", "list"]
 {{- end }}

@@ -12,8 +12,8 @@ import pytest
 import yaml
 
 from deepseek_operator.api import parse_spec
+from deepseek_operator.gpu_choice import plan_for_spec
 from deepseek_operator.manifests import Target, config_map, deployment
-from deepseek_operator.sizing import plan_for_spec
 from deepseek_runtime.cli import build_parser
 from deepseek_runtime.config import load_settings
 

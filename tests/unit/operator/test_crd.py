@@ -3,8 +3,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from deepseek_operator.crd import crd, crd_yaml
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -56,10 +54,3 @@ def test_names_subresources_and_columns() -> None:
     columns = [c["name"] for c in version["additionalPrinterColumns"]]
     for wanted in ["Model", "Quant", "GPUs", "Ready", "Phase", "Age"]:
         assert wanted in columns
-
-
-def test_cel_rules_are_present() -> None:
-    text = yaml.safe_dump(crd())
-    assert "self.minReplicas <= self.maxReplicas" in text
-    assert "exactly one of pvc, hostPath or image" in text
-    assert "count must be 'auto' or a positive integer" in text

@@ -1,11 +1,15 @@
 from __future__ import annotations
 
+import copy
+import json
 from typing import Any
 
+import pytest
 import yaml
 from specs import cr
 
 from deepseek_operator.api import parse_spec
+from deepseek_operator.gpu_choice import plan_for_spec
 from deepseek_operator.manifests import (
     CONFIG_HASH_ANNOTATION,
     QUEUE_METRIC,
@@ -21,7 +25,6 @@ from deepseek_operator.manifests import (
     service_account,
     service_monitor,
 )
-from deepseek_operator.sizing import plan_for_spec
 
 
 def target(**changes: Any) -> Target:
@@ -57,6 +60,63 @@ def test_gpu_requests_equal_limits_and_follow_the_plan() -> None:
     assert {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"} in pod[
         "tolerations"
     ]
+
+
+ZONES = {
+    "nodeAffinity": {
+        "requiredDuringSchedulingIgnoredDuringExecution": {
+            "nodeSelectorTerms": [
+                {"matchExpressions": [{"key": "zone", "operator": "In", "values": ["a"]}]},
+                {"matchFields": [{"key": "metadata.name", "operator": "In", "values": ["n9"]}]},
+            ]
+        },
+        "preferredDuringSchedulingIgnoredDuringExecution": [
+            {
+                "weight": 1,
+                "preference": {"matchExpressions": [{"key": "ssd", "operator": "Exists"}]},
+            }
+        ],
+    },
+    "podAntiAffinity": {"preferredDuringSchedulingIgnoredDuringExecution": []},
+}
+MEMORY_40 = {"key": "nvidia.com/gpu.memory", "operator": "Gt", "values": ["40959"]}
+
+
+def test_memory_gib_joins_each_of_the_users_required_node_terms() -> None:
+    user = copy.deepcopy(ZONES)
+    t = target(**{"resources.gpu": {"memoryGiB": 40}, "scheduling": {"affinity": user}})
+    affinity = deployment(t)["spec"]["template"]["spec"]["affinity"]
+    terms = affinity["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"][
+        "nodeSelectorTerms"
+    ]
+    # (zone a AND memory) OR (node n9 AND memory): the user's requirement, and ours on top.
+    assert terms == [
+        {"matchExpressions": [{"key": "zone", "operator": "In", "values": ["a"]}, MEMORY_40]},
+        {
+            "matchFields": [{"key": "metadata.name", "operator": "In", "values": ["n9"]}],
+            "matchExpressions": [MEMORY_40],
+        },
+    ]
+    preferred = "preferredDuringSchedulingIgnoredDuringExecution"
+    assert affinity["nodeAffinity"][preferred] == ZONES["nodeAffinity"][preferred]
+    assert affinity["podAntiAffinity"] == ZONES["podAntiAffinity"]
+
+
+def test_building_the_pods_leaves_the_spec_as_it_was() -> None:
+    t = target(
+        **{"resources.gpu": {"memoryGiB": 40}, "scheduling": {"affinity": copy.deepcopy(ZONES)}}
+    )
+    first = deployment(t)["spec"]["template"]["spec"]["affinity"]
+    assert t.spec.scheduling.affinity == ZONES
+    assert deployment(t)["spec"]["template"]["spec"]["affinity"] == first  # nothing stacked
+
+
+def test_memory_gib_alone_is_the_only_required_term() -> None:
+    t = target(**{"resources.gpu": {"memoryGiB": 40}})
+    pod = deployment(t)["spec"]["template"]["spec"]
+    required = pod["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]
+    assert required == {"nodeSelectorTerms": [{"matchExpressions": [MEMORY_40]}]}
+    assert "nvidia.com/gpu.product" not in pod.get("nodeSelector", {})
 
 
 def test_custom_gpu_resource_name() -> None:
@@ -99,12 +159,38 @@ def test_probes_hit_the_runtime_endpoints_and_switch_to_https_with_tls() -> None
     assert tls["readinessProbe"]["httpGet"]["scheme"] == "HTTPS"
 
 
-def test_config_hash_changes_with_the_spec_and_only_then() -> None:
+def pod_template(t: Target) -> str:
+    return json.dumps(deployment(t)["spec"]["template"], sort_keys=True)
+
+
+def test_config_hash_follows_the_runtime_config() -> None:
     def hash_of(t: Target) -> str:
         return deployment(t)["spec"]["template"]["metadata"]["annotations"][CONFIG_HASH_ANNOTATION]
 
     assert hash_of(target()) == hash_of(target())
+    # Only in the ConfigMap, which a running pod does not reread: the hash must roll the pods.
     assert hash_of(target()) != hash_of(target(**{"runtime": {"maxQueueLength": 10}}))
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {"replicas": 3, "autoscaling": None},
+        {"autoscaling": None},
+        {"autoscaling.maxReplicas": 9},
+        {"autoscaling.minReplicas": 2},
+        {"autoscaling.targetQueueLength": 2},
+        {"autoscaling.scaleDownStabilizationSeconds": 60},
+        {"autoscaling.mode": "keda"},
+        {"service": {"type": "LoadBalancer", "port": 443}},
+        {"monitoring": {"serviceMonitor": True, "interval": "5s", "namespace": "prom"}},
+    ],
+    ids=lambda c: ",".join(c),
+)
+def test_scaling_service_and_monitoring_leave_the_pod_template_alone(changes: dict) -> None:
+    """A pod template change replaces every pod (a model reload per GPU pod): replicas,
+    autoscaling, the Service, monitoring and the PDB are not the pods' business."""
+    assert pod_template(target(**changes)) == pod_template(target())
 
 
 def test_replicas_left_to_the_autoscaler_when_there_is_one() -> None:

@@ -3,16 +3,13 @@ from __future__ import annotations
 import json
 
 import pytest
-from specs import UNSERVABLE, spec
 
-from deepseek_operator.api import parse_spec
 from deepseek_operator.catalog import GIB, MODELS, facts_from_config, find_gpu, find_model
 from deepseek_operator.sizing import (
     SizingError,
     check_product,
     kv_cache_bytes,
     plan,
-    plan_for_spec,
     weight_bytes,
 )
 
@@ -127,27 +124,6 @@ def test_explicit_count_is_checked_not_chosen() -> None:
     assert plan(model, "bf16", gpu_memory_gib=80, product=None, count=8).gpus == 8
     with pytest.raises(SizingError, match="power of two"):
         plan(model, "bf16", gpu_memory_gib=80, product=None, count=6)
-
-
-@pytest.mark.parametrize(("changes", "field"), UNSERVABLE, ids=[f for _, f in UNSERVABLE])
-def test_unservable_specs_name_the_field(changes: dict, field: str) -> None:
-    with pytest.raises(SizingError) as info:
-        plan_for_spec(parse_spec(spec(**changes)))
-    assert info.value.field_path == field
-
-
-def test_unknown_model_with_a_count_is_served_unsized() -> None:
-    assert (
-        plan_for_spec(
-            parse_spec(spec(**{"model.name": "acme/private-model", "resources.gpu": {"count": 2}}))
-        )
-        is None
-    )
-
-
-def test_memory_gib_without_product() -> None:
-    result = plan_for_spec(parse_spec(spec(**{"resources.gpu": {"memoryGiB": 24}})))
-    assert result is not None and result.product is None and result.gpu_memory_gib == 24
 
 
 def test_facts_from_config_json_match_the_catalogue() -> None:

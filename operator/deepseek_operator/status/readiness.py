@@ -1,71 +1,22 @@
-"""Observed children -> the DeepSeekDeployment's status. Pure: the reconcile layer feeds it.
-
-Conditions follow metav1.Condition: ``lastTransitionTime`` moves only when ``status`` flips,
-so watching tools see real transitions, not every refresh.
-"""
+"""Ready (from the Deployment and, when not all are ready, the pods' own reasons) and
+WeightsVerified (from the pods' verify-weights container)."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import Any
 
-from deepseek_operator.manifests import selector_labels
-
-READY = "Ready"
-GPU_PLANNED = "GpuPlanned"
-WEIGHTS_VERIFIED = "WeightsVerified"
-AUTHENTICATED = "Authenticated"
-
-
-def now() -> str:
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def condition(
-    type_: str, status: bool | None, reason: str, message: str, generation: int | None
-) -> dict[str, Any]:
-    value = "Unknown" if status is None else ("True" if status else "False")
-    return {
-        "type": type_,
-        "status": value,
-        "reason": reason,
-        "message": message[:32000],
-        "observedGeneration": generation,
-    }
-
-
-def merge_conditions(
-    old: list[dict[str, Any]],
-    new: list[dict[str, Any]],
-    timestamp: str | None = None,
-    keep_others: bool = True,
-) -> list[dict[str, Any]]:
-    """New conditions replace old ones of the same type; other old types stay if keep_others."""
-    stamp = timestamp or now()
-    previous = {c.get("type"): c for c in old or []}
-    merged = {c["type"]: c for c in old or []} if keep_others else {}
-    for cond in new:
-        before = previous.get(cond["type"])
-        same = before is not None and before.get("status") == cond["status"]
-        when = before.get("lastTransitionTime") if same and before else None
-        merged[cond["type"]] = {**cond, "lastTransitionTime": when or stamp}
-    return [merged[k] for k in sorted(merged, key=_order)]
-
-
-def _order(type_: str) -> tuple[int, str]:
-    rank = {READY: 0, GPU_PLANNED: 1, WEIGHTS_VERIFIED: 2, AUTHENTICATED: 3}
-    return rank.get(type_, 9), type_
-
-
-def selector(name: str) -> str:
-    return ",".join(f"{k}={v}" for k, v in selector_labels(name).items())
+from deepseek_operator.status.conditions import READY, WEIGHTS_VERIFIED, condition
+from deepseek_operator.status.pods import describe, pod_problems
 
 
 def from_deployment(
     deployment: dict[str, Any] | None,
     generation: int | None,
+    pods: list[dict[str, Any]] | None = None,
 ) -> tuple[dict[str, Any], dict[str, Any]]:
-    """(status fields, Ready condition) from the live Deployment."""
+    """(status fields, Ready condition) from the live Deployment and its pods. When pods are
+    not ready for a reason of their own (unschedulable, image pulls, crashes), the Ready
+    condition's reason is the most telling one and its message says what the pods say."""
     if deployment is None:
         return (
             {"phase": "Pending", "replicas": 0, "readyReplicas": 0, "ready": "0/0"},
@@ -90,21 +41,19 @@ def from_deployment(
             {**fields, "phase": "Ready"},
             condition(READY, True, "Available", f"{ready}/{desired} replicas ready", generation),
         )
-    why = _waiting_reason(st)
-    if ready > 0:
-        return (
-            {**fields, "phase": "Degraded" if rollout_done else "Progressing"},
-            condition(
-                READY,
-                True,
-                "PartiallyAvailable",
-                f"{ready}/{desired} replicas ready{why}",
-                generation,
-            ),
-        )
-    return (
-        {**fields, "phase": "Progressing" if replicas else "Pending"},
-        condition(READY, False, "ReplicasNotReady", f"0/{desired} replicas ready{why}", generation),
+    problems = pod_problems(pods or [])
+    if problems:
+        reason, why = problems[0].reason, f": {describe(problems)}"
+    else:
+        reason, why = "", _waiting_reason(st)
+    partial = ready > 0
+    if partial:
+        phase, fallback = ("Degraded" if rollout_done else "Progressing"), "PartiallyAvailable"
+    else:
+        phase, fallback = ("Progressing" if replicas else "Pending"), "ReplicasNotReady"
+    message = f"{ready}/{desired} replicas ready{why}"
+    return {**fields, "phase": phase}, condition(
+        READY, partial, reason or fallback, message, generation
     )
 
 

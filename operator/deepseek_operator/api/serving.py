@@ -1,0 +1,157 @@
+"""How each replica runs and how many there are: runtime batching, GPUs and memory, autoscaling."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Annotated, Literal
+
+from pydantic import Field
+
+from deepseek_operator.api.schema import QUANTITY, Rule, Schema
+
+
+class RuntimeSpec(Schema):
+    """How the runtime in each pod batches and queues."""
+
+    rules = (
+        Rule(
+            "!has(self.maxBatchSize) || self.maxBatchSize <= self.maxConcurrentSequences",
+            "maxBatchSize must not exceed maxConcurrentSequences",
+            lambda s: s.max_batch_size is None or s.max_batch_size <= s.max_concurrent_sequences,
+        ),
+    )
+
+    image: str = Field(
+        "deepseek-runtime:0.1.0",
+        description="Runtime container image.",
+        min_length=1,
+        max_length=512,
+    )
+    image_pull_policy: Literal["Always", "IfNotPresent", "Never"] = Field(
+        "IfNotPresent", description="Image pull policy."
+    )
+    max_batch_size: int | None = Field(
+        None,
+        ge=1,
+        le=1024,
+        description="Most sequences in one forward step. Default: maxConcurrentSequences.",
+    )
+    max_queue_delay_ms: int = Field(
+        5,
+        ge=0,
+        le=10_000,
+        description="How long the scheduler may wait to fill a batch, in milliseconds.",
+    )
+    max_model_len: int | None = Field(
+        None,
+        ge=128,
+        le=1_048_576,
+        description="Context length (prompt + output) per sequence. Default: min(model's, 8192).",
+    )
+    max_concurrent_sequences: int = Field(
+        32,
+        ge=1,
+        le=4096,
+        description="Sequences running at once; sizing reserves KV cache for all of them.",
+    )
+    max_queue_length: int = Field(
+        256, ge=1, le=100_000, description="Waiting requests before the runtime answers 429."
+    )
+    extra_args: list[Annotated[str, Field(max_length=256)]] = Field(
+        default_factory=list,
+        description="Extra arguments for `deepseek-runtime serve`.",
+        max_length=64,
+    )
+
+
+class GpuSpec(Schema):
+    """GPUs per replica."""
+
+    rules = (
+        Rule(
+            "!(has(self.product) && has(self.memoryGiB))",
+            "set product or memoryGiB, not both",
+            lambda s: s.product is None or s.memory_gi_b is None,
+        ),
+        Rule(
+            "type(self.count) == int ? self.count >= 1 : self.count == 'auto'",
+            "count must be 'auto' or a positive integer",
+            lambda s: s.count == "auto" or s.count >= 1,
+        ),
+    )
+
+    count: int | Literal["auto"] = Field(
+        "auto",
+        description="'auto' (sized from the model, its "
+        "quantization, context and concurrency) or a number.",
+    )
+    resource_name: str = Field(
+        "nvidia.com/gpu",
+        description="Extended resource to request.",
+        pattern=r"^[a-z0-9.-]+/[a-z0-9._-]+$",
+        max_length=253,
+    )
+    product: str | None = Field(
+        None,
+        description="GPU product as in the nvidia.com/gpu.product "
+        "node label, e.g. NVIDIA-H100-80GB-HBM3; the pods are pinned to it. With neither "
+        "product nor memoryGiB, the model is sized for the GPUs the cluster's nodes advertise.",
+        max_length=128,
+        pattern=r"^[A-Za-z0-9._-]+$",
+    )
+    memory_gi_b: float | None = Field(
+        None,
+        alias="memoryGiB",
+        gt=0,
+        le=1024,
+        description="Memory per GPU in GiB, when no product is named.",
+    )
+    max_per_node: int = Field(8, ge=1, le=64, description="Most GPUs one node offers.")
+
+
+class ResourcesSpec(Schema):
+    gpu: GpuSpec = Field(default_factory=GpuSpec, description="GPUs per replica.")
+    cpu: str = Field("4", description="CPU request per replica.", pattern=QUANTITY)
+    memory: str = Field(
+        "32Gi", description="Memory request and limit per replica.", pattern=QUANTITY
+    )
+
+
+class AutoscalingMode(StrEnum):
+    hpa = "hpa"
+    keda = "keda"
+    none = "none"
+
+
+class AutoscalingSpec(Schema):
+    """Scale on the runtime's queue gauge, deepseek_requests_waiting."""
+
+    rules = (
+        Rule(
+            "self.minReplicas <= self.maxReplicas",
+            "minReplicas must not exceed maxReplicas",
+            lambda s: s.min_replicas <= s.max_replicas,
+        ),
+    )
+
+    mode: AutoscalingMode = Field(
+        AutoscalingMode.hpa,
+        description="hpa (needs prometheus-adapter), keda (a ScaledObject) or none.",
+    )
+    min_replicas: int = Field(1, ge=1, le=1000, description="Fewest replicas.")
+    max_replicas: int = Field(1, ge=1, le=1000, description="Most replicas.")
+    target_queue_length: int = Field(
+        8, ge=1, le=10_000, description="Waiting requests per pod the autoscaler aims for."
+    )
+    scale_down_stabilization_seconds: int = Field(
+        300,
+        ge=0,
+        le=3600,
+        description="How long a lower recommendation must hold before scaling down.",
+    )
+    prometheus_address: str = Field(
+        "http://prometheus-operated.monitoring.svc:9090",
+        description="Prometheus that KEDA queries (mode keda).",
+        max_length=512,
+        pattern=r"^https?://.+",
+    )

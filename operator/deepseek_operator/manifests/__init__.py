@@ -1,0 +1,49 @@
+"""spec + plan -> every child object, as plain dicts. Pure: no I/O, no Kubernetes client.
+
+Each builder takes a ``Target`` (the resource's name, namespace, validated spec and GPU plan)
+and returns one object with ``metadata.name`` set. ``children()`` lists them all in the order
+they should be applied. Owner references are added by the reconcile layer.
+"""
+
+from deepseek_operator.manifests.children import children, optional_children
+from deepseek_operator.manifests.monitoring import service_monitor
+from deepseek_operator.manifests.networking import network_policy, service
+from deepseek_operator.manifests.pod import deployment, service_account
+from deepseek_operator.manifests.runtime_config import config_hash, config_map, runtime_settings
+from deepseek_operator.manifests.scaling import (
+    horizontal_pod_autoscaler,
+    pod_disruption_budget,
+    scaled_object,
+)
+from deepseek_operator.manifests.target import (
+    CONFIG_HASH_ANNOTATION,
+    MANAGER,
+    QUEUE_METRIC,
+    Target,
+    endpoint,
+    selector,
+    selector_labels,
+)
+
+__all__ = [
+    "CONFIG_HASH_ANNOTATION",
+    "MANAGER",
+    "QUEUE_METRIC",
+    "Target",
+    "children",
+    "config_hash",
+    "config_map",
+    "deployment",
+    "endpoint",
+    "horizontal_pod_autoscaler",
+    "network_policy",
+    "optional_children",
+    "pod_disruption_budget",
+    "runtime_settings",
+    "scaled_object",
+    "selector",
+    "selector_labels",
+    "service",
+    "service_account",
+    "service_monitor",
+]

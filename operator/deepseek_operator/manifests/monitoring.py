@@ -1,0 +1,27 @@
+"""The prometheus-operator ServiceMonitor that scrapes the runtime's /metrics."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from deepseek_operator.manifests.target import Target, object_meta, selector_labels
+
+
+def service_monitor(t: Target) -> dict[str, Any]:
+    endpoint_spec: dict[str, Any] = {
+        "port": "http",
+        "path": "/metrics",
+        "interval": t.spec.monitoring.interval,
+        "scheme": t.scheme.lower(),
+    }
+    if t.spec.security.tls:
+        endpoint_spec["tlsConfig"] = {"serverName": f"{t.name}.{t.namespace}.svc"}
+    return {
+        "apiVersion": "monitoring.coreos.com/v1",
+        "kind": "ServiceMonitor",
+        "metadata": object_meta(t),
+        "spec": {
+            "selector": {"matchLabels": selector_labels(t.name)},
+            "endpoints": [endpoint_spec],
+        },
+    }

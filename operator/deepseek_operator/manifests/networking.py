@@ -1,0 +1,98 @@
+"""How the pods are reached: the Service, and a NetworkPolicy that admits only the listed peers."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from deepseek_operator.manifests.target import (
+    HTTP_PORT,
+    TRITON_GRPC_PORT,
+    TRITON_HTTP_PORT,
+    TRITON_METRICS_PORT,
+    Target,
+    object_meta,
+    selector_labels,
+)
+
+
+def service(t: Target) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": object_meta(t),
+        "spec": {
+            "type": t.spec.service.type,
+            "selector": selector_labels(t.name),
+            "ports": [
+                {
+                    "name": "http",
+                    "port": t.spec.service.port,
+                    "targetPort": "http",
+                    "protocol": "TCP",
+                    "appProtocol": t.scheme.lower(),
+                },
+                {
+                    "name": "triton-http",
+                    "port": TRITON_HTTP_PORT,
+                    "targetPort": "triton-http",
+                    "protocol": "TCP",
+                },
+                {
+                    "name": "triton-grpc",
+                    "port": TRITON_GRPC_PORT,
+                    "targetPort": "triton-grpc",
+                    "protocol": "TCP",
+                    "appProtocol": "grpc",
+                },
+            ],
+        },
+    }
+
+
+def network_policy(t: Target) -> dict[str, Any]:
+    """Default deny: in from the listed peers only, out to DNS only."""
+    security = t.spec.security
+    api_ports = [
+        {"protocol": "TCP", "port": p} for p in (HTTP_PORT, TRITON_HTTP_PORT, TRITON_GRPC_PORT)
+    ]
+    if security.allow_from:
+        peers = [_peer(p.wire()) for p in security.allow_from]
+    else:
+        peers = [{"podSelector": {}}]  # the same namespace only
+    monitoring = {
+        "namespaceSelector": {
+            "matchLabels": {"kubernetes.io/metadata.name": t.spec.monitoring.namespace}
+        }
+    }
+    ingress = [
+        {"from": peers, "ports": api_ports},
+        {
+            "from": [monitoring],
+            "ports": [
+                {"protocol": "TCP", "port": HTTP_PORT},
+                {"protocol": "TCP", "port": TRITON_METRICS_PORT},
+            ],
+        },
+    ]
+    dns = {
+        "to": [{"namespaceSelector": {}, "podSelector": {"matchLabels": {"k8s-app": "kube-dns"}}}],
+        "ports": [{"protocol": "UDP", "port": 53}, {"protocol": "TCP", "port": 53}],
+    }
+    egress = [dns]
+    if security.allow_egress_cidrs:
+        egress.append({"to": [{"ipBlock": {"cidr": c}} for c in security.allow_egress_cidrs]})
+    return {
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "NetworkPolicy",
+        "metadata": object_meta(t),
+        "spec": {
+            "podSelector": {"matchLabels": selector_labels(t.name)},
+            "policyTypes": ["Ingress", "Egress"],
+            "ingress": ingress,
+            "egress": egress,
+        },
+    }
+
+
+def _peer(peer: dict[str, Any]) -> dict[str, Any]:
+    return {k: {"matchLabels": v.get("matchLabels", {})} for k, v in peer.items()}

@@ -1,0 +1,236 @@
+"""The runtime pods: the Deployment, its pod template and the ServiceAccount the pods run as."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from deepseek_operator.api import AutoscalingMode
+from deepseek_operator.manifests.runtime_config import (
+    CONFIG_MOUNT,
+    INTEGRITY_MOUNT,
+    KEYS_MOUNT,
+    MODEL_MOUNT,
+    TLS_MOUNT,
+    config_hash,
+    model_path,
+)
+from deepseek_operator.manifests.scheduling import placement
+from deepseek_operator.manifests.target import (
+    CONFIG_HASH_ANNOTATION,
+    HTTP_PORT,
+    RUNTIME_UID,
+    TRITON_GRPC_PORT,
+    TRITON_HTTP_PORT,
+    TRITON_METRICS_PORT,
+    Target,
+    config_map_name,
+    labels,
+    object_meta,
+    selector_labels,
+)
+
+
+def _container_security() -> dict[str, Any]:
+    # The `restricted` Pod Security Standard, and a read-only root file system on top.
+    return {
+        "allowPrivilegeEscalation": False,
+        "readOnlyRootFilesystem": True,
+        "runAsNonRoot": True,
+        "runAsUser": RUNTIME_UID,
+        "runAsGroup": RUNTIME_UID,
+        "capabilities": {"drop": ["ALL"]},
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
+
+
+def _probe(t: Target, path: str, period: int, failures: int) -> dict[str, Any]:
+    return {
+        "httpGet": {"path": path, "port": "http", "scheme": t.scheme},
+        "periodSeconds": period,
+        "timeoutSeconds": 5,
+        "failureThreshold": failures,
+    }
+
+
+def _volumes(t: Target) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    spec = t.spec
+    shm_gib = max(1, min(16, t.gpus * 2))
+    volumes: list[dict[str, Any]] = [
+        {"name": "config", "configMap": {"name": config_map_name(t.name)}},
+        {"name": "dshm", "emptyDir": {"medium": "Memory", "sizeLimit": f"{shm_gib}Gi"}},
+        {"name": "tmp", "emptyDir": {"sizeLimit": "4Gi"}},
+        {"name": "logs", "emptyDir": {"sizeLimit": "1Gi"}},
+    ]
+    mounts: list[dict[str, Any]] = [
+        {"name": "config", "mountPath": CONFIG_MOUNT + "/config", "readOnly": True},
+        {"name": "dshm", "mountPath": "/dev/shm"},
+        {"name": "tmp", "mountPath": "/tmp"},
+        {"name": "logs", "mountPath": "/var/log/deepseek"},
+    ]
+    source = spec.model.source
+    if source.pvc is not None:
+        volumes.append(
+            {
+                "name": "model",
+                "persistentVolumeClaim": {"claimName": source.pvc.claim_name, "readOnly": True},
+            }
+        )
+        mounts.append({"name": "model", "mountPath": MODEL_MOUNT, "readOnly": True})
+    elif source.host_path is not None:
+        volumes.append(
+            {"name": "model", "hostPath": {"path": source.host_path.path, "type": "Directory"}}
+        )
+        mounts.append({"name": "model", "mountPath": MODEL_MOUNT, "readOnly": True})
+    if spec.security.api_keys:
+        volumes.append(
+            {
+                "name": "api-keys",
+                "secret": {"secretName": spec.security.api_keys.secret_name, "defaultMode": 0o440},
+            }
+        )
+        mounts.append({"name": "api-keys", "mountPath": KEYS_MOUNT, "readOnly": True})
+    if spec.security.tls:
+        volumes.append(
+            {
+                "name": "tls",
+                "secret": {"secretName": spec.security.tls.secret_name, "defaultMode": 0o440},
+            }
+        )
+        mounts.append({"name": "tls", "mountPath": TLS_MOUNT, "readOnly": True})
+    return volumes, mounts
+
+
+def _integrity(
+    t: Target, model_mounts: list[dict[str, Any]]
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """An init container that checks every weight file against the pinned manifest."""
+    integrity = t.spec.model.integrity
+    if integrity is None:
+        return [], []
+    ref = integrity.config_map or integrity.secret
+    assert ref is not None
+    if integrity.config_map is not None:
+        volume = {"name": "integrity", "configMap": {"name": ref.name}}
+    else:
+        volume = {"name": "integrity", "secret": {"secretName": ref.name, "defaultMode": 0o440}}
+    init = {
+        "name": "verify-weights",
+        "image": t.spec.runtime.image,
+        "imagePullPolicy": t.spec.runtime.image_pull_policy,
+        "command": [
+            "deepseek-runtime",
+            "verify-manifest",
+            f"{INTEGRITY_MOUNT}/{ref.key}",
+            model_path(t.spec),
+        ],
+        # The verifier writes the first bad file here; the operator copies it to the
+        # WeightsVerified condition.
+        "terminationMessagePath": "/dev/termination-log",
+        "terminationMessagePolicy": "FallbackToLogsOnError",
+        "securityContext": _container_security(),
+        "resources": {"requests": {"cpu": "1", "memory": "512Mi"}, "limits": {"memory": "512Mi"}},
+        "volumeMounts": [m for m in model_mounts if m["name"] in ("model", "tmp")]
+        + [{"name": "integrity", "mountPath": INTEGRITY_MOUNT, "readOnly": True}],
+    }
+    return [volume], [init]
+
+
+def deployment(t: Target) -> dict[str, Any]:
+    spec = t.spec
+    gpu = spec.resources.gpu
+    volumes, mounts = _volumes(t)
+    integrity_volumes, init_containers = _integrity(t, mounts)
+    gpu_quantity = str(t.gpus)
+    container = {
+        "name": "runtime",
+        "image": spec.runtime.image,
+        "imagePullPolicy": spec.runtime.image_pull_policy,
+        "args": [
+            "serve",
+            "--config",
+            f"{CONFIG_MOUNT}/config/runtime.yaml",
+            *spec.runtime.extra_args,
+        ],
+        "env": [
+            {"name": "HOME", "value": "/tmp"},
+            {"name": "HF_HUB_OFFLINE", "value": "1"},
+            {"name": "TRANSFORMERS_OFFLINE", "value": "1"},
+        ],
+        "ports": [
+            {"name": "http", "containerPort": HTTP_PORT, "protocol": "TCP"},
+            {"name": "triton-http", "containerPort": TRITON_HTTP_PORT, "protocol": "TCP"},
+            {"name": "triton-grpc", "containerPort": TRITON_GRPC_PORT, "protocol": "TCP"},
+            {"name": "triton-metrics", "containerPort": TRITON_METRICS_PORT, "protocol": "TCP"},
+        ],
+        "resources": {
+            "requests": {
+                "cpu": spec.resources.cpu,
+                "memory": spec.resources.memory,
+                gpu.resource_name: gpu_quantity,
+            },
+            "limits": {"memory": spec.resources.memory, gpu.resource_name: gpu_quantity},
+        },
+        # Loading a large model takes minutes: the startup probe holds liveness off for 30 min.
+        "startupProbe": _probe(t, "/health", 10, 180),
+        "livenessProbe": _probe(t, "/health", 10, 3),
+        "readinessProbe": _probe(t, "/ready", 5, 3),
+        "securityContext": _container_security(),
+        "volumeMounts": mounts,
+    }
+    pod_spec: dict[str, Any] = {
+        "serviceAccountName": t.name,
+        "automountServiceAccountToken": False,
+        "enableServiceLinks": False,
+        "terminationGracePeriodSeconds": 60,  # SIGTERM drains in-flight requests
+        "securityContext": {
+            "runAsNonRoot": True,
+            "runAsUser": RUNTIME_UID,
+            "runAsGroup": RUNTIME_UID,
+            "fsGroup": RUNTIME_UID,
+            "seccompProfile": {"type": "RuntimeDefault"},
+        },
+        "containers": [container],
+        "volumes": volumes + integrity_volumes,
+        **placement(t),
+    }
+    if init_containers:
+        pod_spec["initContainers"] = init_containers
+    body: dict[str, Any] = {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": object_meta(t),
+        "spec": {
+            "selector": {"matchLabels": selector_labels(t.name)},
+            # One pod at a time: a surge pod would need a second set of GPUs.
+            "strategy": {
+                "type": "RollingUpdate",
+                "rollingUpdate": {"maxSurge": 0, "maxUnavailable": 1},
+            },
+            "revisionHistoryLimit": 3,
+            "template": {
+                "metadata": {
+                    "labels": labels(t),
+                    "annotations": {
+                        CONFIG_HASH_ANNOTATION: config_hash(t),
+                        "prometheus.io/scrape": "true",
+                        "prometheus.io/port": str(HTTP_PORT),
+                        "prometheus.io/path": "/metrics",
+                    },
+                },
+                "spec": pod_spec,
+            },
+        },
+    }
+    if spec.autoscaling_mode == AutoscalingMode.none:
+        # With an autoscaler the field is left out so that the HPA (or KEDA) owns it.
+        body["spec"]["replicas"] = spec.replicas
+    return body
+
+
+def service_account(t: Target) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "ServiceAccount",
+        "metadata": object_meta(t),
+        "automountServiceAccountToken": False,
+    }

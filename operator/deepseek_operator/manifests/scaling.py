@@ -1,0 +1,70 @@
+"""How many pods: the HPA or KEDA ScaledObject on the queue gauge, and the disruption budget."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from deepseek_operator.api import AutoscalingSpec
+from deepseek_operator.manifests.target import QUEUE_METRIC, Target, object_meta, selector_labels
+
+
+def pod_disruption_budget(t: Target) -> dict[str, Any]:
+    return {
+        "apiVersion": "policy/v1",
+        "kind": "PodDisruptionBudget",
+        "metadata": object_meta(t),
+        "spec": {"maxUnavailable": 1, "selector": {"matchLabels": selector_labels(t.name)}},
+    }
+
+
+def horizontal_pod_autoscaler(t: Target) -> dict[str, Any]:
+    auto = _autoscaling(t)
+    target = {"type": "AverageValue", "averageValue": str(auto.target_queue_length)}
+    return _autoscaler(
+        t,
+        "autoscaling/v2",
+        "HorizontalPodAutoscaler",
+        minReplicas=auto.min_replicas,
+        maxReplicas=auto.max_replicas,
+        metrics=[{"type": "Pods", "pods": {"metric": {"name": QUEUE_METRIC}, "target": target}}],
+        behavior={**_scale_down(auto), "scaleUp": {"stabilizationWindowSeconds": 0}},
+    )
+
+
+def scaled_object(t: Target) -> dict[str, Any]:
+    auto = _autoscaling(t)
+    query = f'sum({QUEUE_METRIC}{{namespace="{t.namespace}",service="{t.name}"}})'
+    trigger = {
+        "serverAddress": auto.prometheus_address,
+        "query": query,
+        "threshold": str(auto.target_queue_length),
+    }
+    return _autoscaler(
+        t,
+        "keda.sh/v1alpha1",
+        "ScaledObject",
+        minReplicaCount=auto.min_replicas,
+        maxReplicaCount=auto.max_replicas,
+        advanced={"horizontalPodAutoscalerConfig": {"behavior": _scale_down(auto)}},
+        triggers=[{"type": "prometheus", "metadata": trigger}],
+    )
+
+
+def _autoscaling(t: Target) -> AutoscalingSpec:
+    assert t.spec.autoscaling is not None, "only built when the spec asks for autoscaling"
+    return t.spec.autoscaling
+
+
+def _autoscaler(t: Target, api_version: str, kind: str, **spec: Any) -> dict[str, Any]:
+    """An autoscaler of the runtime Deployment; ``spec`` is what the kind adds to its target."""
+    ref = {"apiVersion": "apps/v1", "kind": "Deployment", "name": t.name}
+    return {
+        "apiVersion": api_version,
+        "kind": kind,
+        "metadata": object_meta(t),
+        "spec": {"scaleTargetRef": ref, **spec},
+    }
+
+
+def _scale_down(auto: AutoscalingSpec) -> dict[str, Any]:
+    return {"scaleDown": {"stabilizationWindowSeconds": auto.scale_down_stabilization_seconds}}

@@ -1,0 +1,20 @@
+"""What the reconcile layer read about a DeepSeekDeployment's children, in one value."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True, slots=True)
+class Observed:
+    """A snapshot of the live children the status is computed from, as the API returned them.
+
+    ``deployment`` and ``autoscaler`` (the HPA or KEDA ScaledObject) are None when they do not
+    exist (yet); ``pods`` are the Deployment's pods, read when the status needs them;
+    ``unserved`` are the kinds of wanted children the API server does not serve (no CRD)."""
+
+    deployment: dict[str, Any] | None = None
+    pods: list[dict[str, Any]] = field(default_factory=list)
+    autoscaler: dict[str, Any] | None = None
+    unserved: frozenset[str] = frozenset()

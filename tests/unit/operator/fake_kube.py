@@ -1,0 +1,147 @@
+"""An in-memory API server for the reconcile layer's unit tests: the Kube methods the operator
+calls, with the semantics that matter here (server-side apply replaces what we own, JSON merge
+patch of status, generation bumps on spec changes, 404s as kube.py reports them, kinds the
+cluster does not serve). The real API server's behaviour is covered by tests/cluster."""
+
+from __future__ import annotations
+
+import copy
+import itertools
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from deepseek_operator.kube import KindNotInstalled, NotFound
+
+Key = tuple[str, str, str, str]  # apiVersion, kind, namespace, name
+
+
+def merge_patch(target: dict[str, Any], patch: dict[str, Any]) -> dict[str, Any]:
+    """RFC 7386: objects merge, null deletes, everything else replaces."""
+    out = dict(target)
+    for key, value in patch.items():
+        if value is None:
+            out.pop(key, None)
+        elif isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = merge_patch(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+@dataclass
+class FakeKube:
+    objects: dict[Key, dict[str, Any]] = field(default_factory=dict)
+    unserved: set[str] = field(default_factory=set)
+    namespaces: dict[str, dict[str, str]] = field(default_factory=dict)
+    calls: list[tuple[str, str, str]] = field(default_factory=list)
+    events: list[dict[str, Any]] = field(default_factory=list)
+    # Called before every method with (method, kind); raise from it to inject a failure.
+    before: Callable[[str, str], None] | None = None
+    _uids: itertools.count = field(default_factory=lambda: itertools.count(1))
+
+    # --- what the tests set up and read ---------------------------------------------------
+
+    def put(self, obj: dict[str, Any]) -> dict[str, Any]:
+        """Create or replace an object as a user (kubectl apply) would."""
+        obj = copy.deepcopy(obj)
+        key = self._key(obj)
+        meta = obj.setdefault("metadata", {})
+        old = self.objects.get(key)
+        meta.setdefault(
+            "uid", (old or {}).get("metadata", {}).get("uid") or f"uid-{next(self._uids)}"
+        )
+        generation = (old or {}).get("metadata", {}).get("generation", 0)
+        if old is None or old.get("spec") != obj.get("spec"):
+            generation += 1
+        meta["generation"] = generation
+        if old is not None and "status" in old and "status" not in obj:
+            obj["status"] = old["status"]
+        self.objects[key] = obj
+        return copy.deepcopy(obj)
+
+    def find(self, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
+        for (_, k, ns, n), obj in self.objects.items():
+            if (k, ns, n) == (kind, namespace, name):
+                return obj
+        return None
+
+    def kinds(self, namespace: str) -> list[str]:
+        return sorted(k for (_, k, ns, _), _ in self.objects.items() if ns == namespace)
+
+    # --- deepseek_operator.kube.Kube ----------------------------------------------------------
+
+    def apply(self, obj: dict[str, Any]) -> dict[str, Any]:
+        self._enter("apply", obj["kind"], obj["metadata"]["name"])
+        key = self._key(obj)
+        old = self.objects.get(key)
+        desired = copy.deepcopy(obj)
+        if old is not None and "status" in old:
+            desired["status"] = old["status"]
+        return self.put(desired)
+
+    def get(self, api_version: str, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
+        self._enter("get", kind, name)
+        found = self.objects.get((api_version, kind, namespace, name))
+        return copy.deepcopy(found) if found is not None else None
+
+    def list(
+        self, api_version: str, kind: str, namespace: str | None, label_selector: str
+    ) -> list[dict[str, Any]]:
+        self._enter("list", kind, label_selector)
+        wanted = [part.split("=", 1) for part in label_selector.split(",") if part]
+        out = []
+        for (av, k, ns, _), obj in sorted(self.objects.items()):
+            if (av, k) != (api_version, kind) or (namespace and ns != namespace):
+                continue
+            labels = obj.get("metadata", {}).get("labels") or {}
+            if all((w[0] in labels) if len(w) == 1 else labels.get(w[0]) == w[1] for w in wanted):
+                out.append(copy.deepcopy(obj))
+        return out
+
+    def delete(self, api_version: str, kind: str, namespace: str, name: str) -> None:
+        self._enter("delete", kind, name)
+        self.objects.pop((api_version, kind, namespace, name), None)
+
+    def patch_status(self, namespace: str, name: str, status: dict[str, Any]) -> None:
+        self._enter("patch_status", "DeepSeekDeployment", name)
+        key = ("deepseek.ai/v1alpha1", "DeepSeekDeployment", namespace, name)
+        if key not in self.objects:
+            return
+        obj = self.objects[key]
+        obj["status"] = merge_patch(obj.get("status") or {}, status)
+
+    def namespace_labels(self, namespace: str) -> dict[str, str]:
+        self._enter("get", "Namespace", namespace)
+        return dict(self.namespaces.get(namespace, {}))
+
+    def post_event(self, involved: dict[str, Any], type_: str, reason: str, message: str) -> None:
+        self._enter("post_event", "Event", reason)
+        self.events.append(
+            {
+                "object": involved["metadata"]["name"],
+                "type": type_,
+                "reason": reason,
+                "message": message,
+            }
+        )
+
+    def version(self) -> str:
+        return "v1.36.0-fake"
+
+    # ------------------------------------------------------------------------------------------
+
+    def _enter(self, method: str, kind: str, detail: str) -> None:
+        self.calls.append((method, kind, detail))
+        if self.before is not None:
+            self.before(method, kind)
+        if kind in self.unserved:
+            if method == "delete":
+                return
+            raise KindNotInstalled(404, "the server could not find the requested resource")
+
+    def _key(self, obj: dict[str, Any]) -> Key:
+        meta = obj["metadata"]
+        if obj["kind"] != "Node" and not meta.get("namespace"):
+            raise NotFound(404, "an object without a namespace")
+        return (obj["apiVersion"], obj["kind"], meta.get("namespace", ""), meta["name"])
