@@ -20,6 +20,7 @@ from deepseek_runtime.engine.engine import LLMEngine, build_engine
 from deepseek_runtime.engine.protocol import (
     EngineError,
     EngineShuttingDownError,
+    FinishedRequest,
     FinishReason,
     GenerationRequest,
     PromptTooLongError,
@@ -27,7 +28,7 @@ from deepseek_runtime.engine.protocol import (
     SamplingParams,
 )
 from deepseek_runtime.engine.sampling import sample
-from deepseek_runtime.loading import LoadedModel, load_model
+from deepseek_runtime.model.loader import LoadedModel, load_model
 
 pytestmark = pytest.mark.runtime
 
@@ -265,8 +266,9 @@ def test_observer_sees_steps_first_tokens_and_finishes(qwen2: LoadedModel) -> No
         def on_first_token(self, seconds: float) -> None:
             calls.append(("first", seconds))
 
-        def on_finish(self, prompt: int, completion: int, seconds: float, reason: str) -> None:
-            calls.append(("finish", (prompt, completion, reason)))
+        def on_finish(self, finished: FinishedRequest) -> None:
+            calls.append(("finish", (finished.prompt_tokens, finished.completion_tokens,
+                                     finished.finish_reason)))  # fmt: skip
 
     engine = LLMEngine(qwen2, EngineConfig(), observer=Recorder()).start()
     engine.wait_ready()

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from deepseek_runtime.loading import (
+from deepseek_runtime.model.loader import (
     CPU_QUANTIZATIONS,
     LoadedModel,
     UnsupportedQuantizationError,

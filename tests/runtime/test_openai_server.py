@@ -12,7 +12,7 @@ from typing import Any
 import httpx
 import openai
 import pytest
-from servers import KEYS, RuntimeServer, auth
+from devkit.runtime_server import KEYS, RuntimeServer, auth
 
 pytestmark = pytest.mark.runtime
 

@@ -17,7 +17,7 @@ import numpy as np
 import openai
 import pytest
 import tritonclient.grpc as grpcclient
-from servers import RuntimeServer, grpc_stream_responses
+from devkit.runtime_server import RuntimeServer, grpc_stream_responses
 
 pytestmark = pytest.mark.runtime
 

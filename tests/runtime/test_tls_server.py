@@ -10,7 +10,7 @@ import numpy as np
 import openai
 import pytest
 import tritonclient.grpc as grpcclient
-from servers import KEYS, RuntimeServer, auth
+from devkit.runtime_server import KEYS, RuntimeServer, auth
 from tritonclient.utils import InferenceServerException
 
 pytestmark = pytest.mark.runtime

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import tritonclient.grpc as grpcclient
 import tritonclient.http as httpclient
-from servers import RuntimeServer, auth, grpc_stream_responses
+from devkit.runtime_server import RuntimeServer, auth, grpc_stream_responses
 from test_openai_server import metric, wait_idle
 from tritonclient.utils import InferenceServerException
 
@@ -104,7 +104,7 @@ def test_triton_requests_need_a_key_with_the_inference_role(api_server: RuntimeS
         client.infer(SYNC, inputs(grpcclient, "x", 2, True),
                      headers={"authorization": "Bearer wrong"})  # fmt: skip
     # Our frames stay out of the message (the _sync model's stub still adds its own).
-    assert "401 invalid_key" in str(err.value) and "triton_models.py" not in str(err.value)
+    assert "401 invalid_key" in str(err.value) and "models.py" not in str(err.value)
     records = httpx.get(api_server.url("/v1/audit?limit=200"), headers=auth("auditor")).json()
     triton = [r for r in records["data"] if r["door"] == "triton"]
     assert {401, 403, 200} <= {r["status"] for r in triton}

@@ -33,7 +33,7 @@ from deepseek_runtime.engine.runner import ModelRunner
 from deepseek_runtime.engine.scheduler import Scheduler
 from deepseek_runtime.engine.sequence import Sequence
 from deepseek_runtime.engine.stream import RequestStream
-from deepseek_runtime.loading import LoadedModel
+from deepseek_runtime.model.loader import LoadedModel
 
 log = logging.getLogger(__name__)
 
@@ -241,7 +241,7 @@ def build_engine(
     wait_ready: bool = True,
 ) -> LLMEngine:
     """Load a local model (None = the bundled SmolLM2 GGUF) and start an engine on it."""
-    from deepseek_runtime.loading import load_model
+    from deepseek_runtime.model.loader import load_model
 
     loaded = load_model(model_path, dtype=dtype, quantization=quantization, model_name=model_name)
     engine = LLMEngine(loaded, config, observer).start()

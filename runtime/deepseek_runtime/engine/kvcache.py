@@ -1,10 +1,12 @@
-"""A batched, left-padded KV cache that grows in place and lets rows join and leave.
+"""A batched, left-padded KV cache: decode steps write in place; rows join and leave by copy.
 
 transformers' DynamicLayer appends with torch.cat, which copies the whole cache every decode
 step; on a long reasoning trace that copy costs as much as the attention itself. GrowingLayer
-keeps spare capacity and writes new tokens in place; `keys`/`values` are views of the filled
-part, so attention code sees an ordinary [batch, heads, length, dim] tensor. DeepseekV3 (MLA)
-stores its compressed latent and rope key through the same interface, as one "head".
+keeps spare capacity and writes each decode step's token in place; `keys`/`values` are views of
+the filled part, so attention code sees an ordinary [batch, heads, length, dim] tensor. A row
+joining or leaving (and running out of capacity) still reallocates the buffers and copies the
+whole cache. DeepseekV3 (MLA) stores its compressed latent and rope key through the same
+interface, as one "head".
 """
 
 from __future__ import annotations

@@ -7,7 +7,7 @@ import time
 from typing import Any
 
 from deepseek_runtime.engine.detokenizer import IncrementalDetokenizer
-from deepseek_runtime.engine.protocol import EngineError, EngineObserver
+from deepseek_runtime.engine.protocol import EngineError, EngineObserver, FinishedRequest
 from deepseek_runtime.engine.requests import notify
 from deepseek_runtime.engine.scheduler import ScheduledBatch
 from deepseek_runtime.engine.sequence import Sequence
@@ -57,8 +57,9 @@ class OutputProcessor:
             self.streams.pop(seq.seq_id, None)
             self._detokenizers.pop(seq.seq_id, None)
             if seq.finish_reason is not None:
-                self._notify("on_finish", seq.prompt_len, len(seq.output_token_ids),
-                             now - seq.arrival_time, seq.finish_reason)  # fmt: skip
+                finished = FinishedRequest(seq.prompt_len, len(seq.output_token_ids),
+                                           now - seq.arrival_time, seq.finish_reason)  # fmt: skip
+                self._notify("on_finish", finished)
 
     def abort(self, seq_id: int, seq: Sequence | None, deliver: bool) -> None:
         """A sequence was aborted: tell its consumer (at shutdown) or not (it left), then forget."""

@@ -49,6 +49,12 @@ class EngineShuttingDownError(EngineError):
     status_code = 503
 
 
+# Below these, sampling IS greedy decoding, and dividing logits by such a temperature (or
+# renormalizing such a nucleus) overflows float32 to inf/NaN: such requests decode greedily.
+GREEDY_BELOW_TEMPERATURE = 1e-5
+GREEDY_BELOW_TOP_P = 1e-6
+
+
 @dataclass(slots=True, frozen=True)
 class SamplingParams:
     max_tokens: int = 256
@@ -70,6 +76,14 @@ class SamplingParams:
             raise InvalidRequestError("top_k must be >= 0")
         if len(self.stop) > 16:
             raise InvalidRequestError("at most 16 stop strings")
+
+    @property
+    def greedy(self) -> bool:
+        return (
+            self.temperature < GREEDY_BELOW_TEMPERATURE
+            or self.top_p < GREEDY_BELOW_TOP_P
+            or self.top_k == 1
+        )
 
 
 @dataclass(slots=True, frozen=True)
@@ -98,18 +112,22 @@ class EngineStats:
     kv_cache_usage: float  # 0..1 of the token budget the runner holds for KV
 
 
+@dataclass(slots=True, frozen=True)
+class FinishedRequest:
+    """What the engine reports about a request it has finished (or aborted)."""
+
+    prompt_tokens: int
+    completion_tokens: int
+    seconds_since_arrival: float
+    finish_reason: FinishReason
+
+
 class EngineObserver(Protocol):
     """Hooks the metrics layer implements; the engine calls them from its own thread."""
 
     def on_step(self, batch_size: int, prefill_tokens: int, decode_tokens: int) -> None: ...
     def on_first_token(self, seconds_since_arrival: float) -> None: ...
-    def on_finish(
-        self,
-        prompt_tokens: int,
-        completion_tokens: int,
-        seconds_since_arrival: float,
-        finish_reason: FinishReason,
-    ) -> None: ...
+    def on_finish(self, finished: FinishedRequest) -> None: ...
 
 
 class Engine(Protocol):

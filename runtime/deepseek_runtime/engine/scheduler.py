@@ -45,10 +45,6 @@ class Scheduler:
     def num_running(self) -> int:
         return len(self.running)
 
-    @property
-    def kv_tokens_used(self) -> int:
-        return sum(s.num_tokens for s in self.running)
-
     def has_work(self) -> bool:
         return bool(self.waiting or self.running)
 

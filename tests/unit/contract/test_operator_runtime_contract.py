@@ -14,8 +14,8 @@ import yaml
 from deepseek_operator.api import parse_spec
 from deepseek_operator.manifests import Target, config_map, deployment
 from deepseek_operator.sizing import plan_for_spec
-from deepseek_runtime.cli import build_parser
-from deepseek_runtime.config import load_settings
+from deepseek_runtime.server.cli import build_parser
+from deepseek_runtime.server.settings import load_settings
 
 ROOT = Path(__file__).resolve().parents[3]
 EXAMPLES = sorted((ROOT / "examples").glob("*.yaml"))
