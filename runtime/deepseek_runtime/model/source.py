@@ -40,7 +40,7 @@ def resolve_source(path: str | Path) -> ModelSource:
         ref = p / "refs" / "main"
         snapshots = sorted(q for q in (p / "snapshots").iterdir() if q.is_dir())
         if ref.is_file():
-            p = p / "snapshots" / ref.read_text().strip()
+            p = snapshot_of(p, ref.read_text().strip())
         elif len(snapshots) == 1:
             p = snapshots[0]
         else:
@@ -51,6 +51,26 @@ def resolve_source(path: str | Path) -> ModelSource:
             return ModelSource(p, ggufs[0].name, ggufs[0].stem)
         raise FileNotFoundError(f"{p} has no config.json (and not exactly one .gguf file)")
     return ModelSource(p, None, _repo_name(p))
+
+
+def snapshot_of(repo: Path, revision: str) -> Path:
+    """repo/snapshots/<revision>, refusing a revision that names anything else: refs/main is a
+    plain file anyone who can write the cache can edit, and it is joined into a path."""
+    snapshots = repo / "snapshots"
+    target = snapshots / revision
+    if (
+        not revision
+        or Path(revision).is_absolute()
+        or len(Path(revision).parts) != 1
+        or not target.resolve().is_relative_to(snapshots.resolve())
+    ):
+        raise ValueError(
+            f"{repo / 'refs' / 'main'} names {revision!r}, which is not a snapshot in "
+            f"{snapshots}: refs/main must hold one revision (a directory name there)"
+        )
+    if not target.is_dir():
+        raise FileNotFoundError(f"{repo / 'refs' / 'main'} names {revision!r}: no {target}")
+    return target
 
 
 def _repo_name(directory: Path) -> str:
