@@ -140,7 +140,12 @@ def test_output_filter_ends_with_content_filter(serve: Serve) -> None:
                       "max_tokens": 24, "ignore_eos": True})  # fmt: skip
     assert "".join(e["choices"][0]["text"] for e in streamed) == expected
     assert streamed[-1]["choices"][0]["finish_reason"] == "content_filter"
-    assert 'deepseek_content_filter_total{door="openai"} 2.0' in client.get("/metrics").text
+    metrics = client.get("/metrics").text
+    assert 'deepseek_content_filter_total{door="openai"} 2.0' in metrics
+    # Counted under the reason the client got (issue 15, item 13), not the engine's abort/stop.
+    finished = re.findall(r'^deepseek_requests_finished_total\{finish_reason="(\w+)"\} (\S+)$',
+                          metrics, re.MULTILINE)  # fmt: skip
+    assert finished == [("content_filter", "2.0")]
 
 
 def test_chat_stream_usage(serve: Serve) -> None:

@@ -17,6 +17,7 @@ import anyio
 
 from deepseek_runtime.engine.protocol import (
     Engine,
+    EngineError,
     FinishReason,
     GenerationRequest,
     PromptTooLongError,
@@ -89,13 +90,20 @@ class Generator:
         return GenerationRequest(new_request_id(prefix), prompt, params)
 
     async def stream(self, request: GenerationRequest, door: str) -> AsyncIterator[Chunk]:
+        """The request's chunks, ending with one that carries its finish reason as the client
+        gets it: the engine's, or "content_filter" when the output filter ends it (counted in
+        deepseek_requests_finished_total here, where that answer is decided)."""
         deltas = self.engine.generate(request)
         filtered = self.output_filter.stream()
         first_at: float | None = None
         first_tokens = 0
         prompt_tokens, completion_tokens = len(request.prompt_token_ids), 0
+        answered: FinishReason | None = None
+        accepted = True  # False: the engine refused it (queue full, too long...): not counted
+        seen = False
         try:
             async for delta in deltas:
+                seen = True
                 prompt_tokens, completion_tokens = delta.prompt_tokens, delta.completion_tokens
                 if first_at is None and completion_tokens:
                     first_at, first_tokens = time.monotonic(), completion_tokens
@@ -103,20 +111,29 @@ class Generator:
                 text = filtered.feed(delta.text, final=done)
                 if filtered.matched:
                     self.metrics.content_filtered.labels(door).inc()
-                    yield Chunk(text, "content_filter", prompt_tokens, completion_tokens)
+                    answered = "content_filter"
+                    yield Chunk(text, answered, prompt_tokens, completion_tokens)
                     return  # the finally below aborts the sequence in the engine
-                if text or done:
-                    yield Chunk(text, delta.finish_reason, prompt_tokens, completion_tokens)
                 if done:
+                    answered = delta.finish_reason
                     if first_at is not None:
                         self.metrics.observe_tpot(
                             time.monotonic() - first_at, completion_tokens - first_tokens
                         )
+                if text or done:
+                    yield Chunk(text, delta.finish_reason, prompt_tokens, completion_tokens)
+                if done:
                     return
             # The engine ended the stream without a finish reason (it was shut down).
-            yield Chunk(filtered.feed("", final=True), "abort", prompt_tokens, completion_tokens)
+            answered = "abort"
+            yield Chunk(filtered.feed("", final=True), answered, prompt_tokens, completion_tokens)
+        except EngineError:
+            accepted = seen
+            raise
         finally:
             await close_quietly(deltas)
+            if accepted:  # a client that left, or a failed step, is an abort
+                self.metrics.finished.labels(answered or "abort").inc()
 
 
 async def close_quietly(iterator: AsyncIterator[Any]) -> None:

@@ -78,7 +78,9 @@ class RuntimeMetrics:
             "deepseek_generation_tokens", "Generated tokens of finished requests"
         )
         self.finished = self._counter(
-            "deepseek_requests_finished", "Finished requests by reason", "finish_reason"
+            "deepseek_requests_finished",
+            "Finished requests by the finish_reason their client got",
+            "finish_reason",
         )
         self.content_filtered = self._counter(
             "deepseek_content_filter", "Completions ended by the output filter", "door"
@@ -122,7 +124,8 @@ class RuntimeMetrics:
         self.prompt_tokens.inc(finished.prompt_tokens)
         self.generation_tokens.inc(finished.completion_tokens)
         self.e2e.observe(finished.seconds_since_arrival)
-        self.finished.labels(finished.finish_reason).inc()
+        # deepseek_requests_finished_total is counted by the doors (doors/generation.py): the
+        # engine does not know when the output filter ended a request.
 
     # --- measured by the front doors, which see each delta's arrival ---
     def observe_tpot(self, seconds_after_first: float, tokens_after_first: int) -> None:

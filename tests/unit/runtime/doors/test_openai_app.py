@@ -133,7 +133,9 @@ def test_output_filter_ends_with_content_filter(make: Factory) -> None:
                                                       "stream": True}).text)  # fmt: skip
     assert "".join(e["choices"][0]["text"] for e in events) == "the password is "
     assert events[-1]["choices"][0]["finish_reason"] == "content_filter"
-    assert 'deepseek_content_filter_total{door="openai"} 2.0' in client.get("/metrics").text
+    metrics = client.get("/metrics").text
+    assert 'deepseek_content_filter_total{door="openai"} 2.0' in metrics
+    assert 'deepseek_requests_finished_total{finish_reason="content_filter"} 2.0' in metrics
     assert engine.aborted == 2  # the engine stopped generating at the match
 
 
