@@ -39,9 +39,10 @@ class OutputProcessor:
     def _emit(self, seq: Sequence) -> None:
         detok = self._detokenizers.get(seq.seq_id)
         if detok is None:
-            detok = IncrementalDetokenizer(self.tokenizer, seq.prompt_len)
+            detok = IncrementalDetokenizer(self.tokenizer, seq.prompt_token_ids)
             self._detokenizers[seq.seq_id] = detok
-        seq.add_text(detok.step(seq.all_token_ids, final=seq.is_finished))
+        new = seq.output_token_ids[detok.consumed :]  # the step's token: no copy of the rest
+        seq.add_text(detok.step(new, final=seq.is_finished))
         stream = self.streams.get(seq.seq_id)
         if stream is None:
             return
