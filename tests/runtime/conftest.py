@@ -55,7 +55,8 @@ def smollm2_loaded(smollm2_gguf: Path) -> Any:
 
 @pytest.fixture(scope="session")
 def api_server(tmp_path_factory: pytest.TempPathFactory, tiny_deepseek_v3_dir: Path) -> Any:
-    """Tiny DeepseekV3, Triton on, API keys, audit log; 2 running slots and a queue of 16."""
+    """Tiny DeepseekV3, Triton on, API keys, audit log; 2 running slots and a queue of 16; a
+    context of 256 tokens and 12 new tokens for requests that name no max_tokens."""
     from devkit.runtime_server import start_server, write_keys
 
     work = tmp_path_factory.mktemp("api-server")
@@ -63,6 +64,7 @@ def api_server(tmp_path_factory: pytest.TempPathFactory, tiny_deepseek_v3_dir: P
         work, "--model", str(tiny_deepseek_v3_dir), "--served-model-name", "tiny-deepseek",
         "--api-keys", str(write_keys(work)), "--audit-log", str(work / "audit.log"),
         "--max-num-seqs", "2", "--max-queue", "16", "--max-model-len", "256",
+        "--default-max-tokens", "12",
         "--rate-limit-rps", "1000", "--rate-limit-burst", "1000",
     )  # fmt: skip
     server.extra["audit_log"] = work / "audit.log"

@@ -94,6 +94,24 @@ def test_http_generate_and_generate_stream(api_server: RuntimeServer) -> None:
     assert "".join(e["text_output"] for e in events)
 
 
+def test_the_max_tokens_policy(api_server: RuntimeServer) -> None:
+    """The OpenAI door's policy (test_openai_server.py), on Triton: no max_tokens gives
+    --default-max-tokens (12), one that cannot fit is refused with the numbers."""
+    client = grpcclient.InferenceServerClient(f"127.0.0.1:{api_server.triton_grpc}")
+    unset = [tensor(grpcclient, "text_input", b"Hi", "BYTES", True),
+             tensor(grpcclient, "ignore_eos", True, "BOOL", True)]  # fmt: skip
+    result = client.infer(SYNC, unset, headers=auth("inference"))
+    assert result.as_numpy("completion_tokens")[0][0] == 12
+    streamed = grpc_stream_responses(api_server, NAME, [
+        tensor(grpcclient, "text_input", b"Hi", "BYTES", False),
+        tensor(grpcclient, "ignore_eos", True, "BOOL", False)], auth("inference"))  # fmt: skip
+    assert int(streamed[-1].as_numpy("completion_tokens")[0]) == 12
+    with pytest.raises(InferenceServerException,
+                       match=r"400 .*context is 256 tokens, but \d+ prompt tokens plus "
+                             r"max_tokens=300 need"):  # fmt: skip
+        client.infer(SYNC, inputs(grpcclient, "Hi", 300, True), headers=auth("inference"))
+
+
 def test_triton_requests_need_a_key_with_the_inference_role(api_server: RuntimeServer) -> None:
     client = grpcclient.InferenceServerClient(f"127.0.0.1:{api_server.triton_grpc}")
     with pytest.raises(InferenceServerException, match="401 missing_key"):

@@ -1,4 +1,7 @@
-"""The path both front doors share into the engine: prompt checks, output filter, metrics.
+"""The path both front doors share into the engine: prompts, output filter, finish metrics.
+
+The max_tokens policy is the engine's (engine/requests.py), the same for both doors: they pass
+what the client asked for, or None.
 
 Every stream closes the engine's iterator in a `finally` shielded from cancellation, so a
 client that goes away (or a content-filter match) aborts its sequence and frees the slot.
@@ -20,7 +23,6 @@ from deepseek_runtime.engine.protocol import (
     EngineError,
     FinishReason,
     GenerationRequest,
-    PromptTooLongError,
     SamplingParams,
 )
 from deepseek_runtime.guards.output_filter import OutputFilter
@@ -58,24 +60,6 @@ def render_chat(tokenizer: Any, messages: list[dict[str, str]]) -> str:
 def encode(tokenizer: Any, text: str, chat: bool) -> tuple[int, ...]:
     # A chat template already wrote the special tokens (BOS included): don't add them twice.
     return tuple(int(t) for t in tokenizer.encode(text, add_special_tokens=not chat))
-
-
-def check_length(engine: Engine, prompt_tokens: int, max_tokens: int | None) -> int:
-    """Returns max_tokens to use; raises PromptTooLongError (400) when it cannot fit."""
-    limit = engine.max_model_len
-    if prompt_tokens >= limit:
-        raise PromptTooLongError(
-            f"the prompt is {prompt_tokens} tokens; this model's context is {limit} tokens"
-        )
-    room = limit - prompt_tokens
-    if max_tokens is None:
-        return room
-    if max_tokens > room:
-        raise PromptTooLongError(
-            f"this model's context is {limit} tokens, but {prompt_tokens} prompt tokens plus "
-            f"max_tokens={max_tokens} need {prompt_tokens + max_tokens}"
-        )
-    return max_tokens
 
 
 class Generator:

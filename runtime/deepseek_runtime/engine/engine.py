@@ -105,7 +105,10 @@ class LLMEngine:
     async def generate(self, request: GenerationRequest) -> AsyncGenerator[GenerationDelta, None]:
         """Stream deltas; closing the iterator or cancelling the task aborts the request."""
         seq_id = next(self._ids)
-        seq = make_sequence(seq_id, request, self.max_model_len, self.vocab_size, self._eos)
+        seq = make_sequence(
+            seq_id, request, self.max_model_len, self.vocab_size, self._eos,
+            self.config.default_max_tokens,
+        )  # fmt: skip
         stream = RequestStream(
             asyncio.get_running_loop(), seq.prompt_len, self.config.stream_interval_tokens
         )
@@ -196,8 +199,7 @@ class LLMEngine:
         """One short generation through the real path, so the first request is not slow."""
         prompt = tuple(self.tokenizer.encode("Hello")) or (self.loaded.pad_token_id,)
         request = GenerationRequest("warmup", prompt)
-        seq = make_sequence(-1, request, self.max_model_len, self.vocab_size, frozenset())
-        seq.max_tokens = min(seq.max_tokens, 2)
+        seq = make_sequence(-1, request, self.max_model_len, self.vocab_size, frozenset(), 2)
         self.outputs.muted = True
         self.scheduler.add(seq)
         while not seq.is_finished:

@@ -32,7 +32,8 @@ class QueueFullError(EngineError):
 
 
 class PromptTooLongError(EngineError):
-    """Prompt plus max_tokens exceeds the model's context: answer 400."""
+    """The prompt leaves no room, or prompt plus an explicit max_tokens exceeds the model's
+    context: answer 400 (the message names the numbers)."""
 
     status_code = 400
 
@@ -57,7 +58,7 @@ GREEDY_BELOW_TOP_P = 1e-6
 
 @dataclass(slots=True, frozen=True)
 class SamplingParams:
-    max_tokens: int = 256
+    max_tokens: int | None = None  # None: the rest of the context, at most the server's default
     temperature: float = 1.0  # 0 means greedy
     top_p: float = 1.0
     top_k: int = 0  # 0 means no top-k cut
@@ -66,7 +67,7 @@ class SamplingParams:
     ignore_eos: bool = False
 
     def __post_init__(self) -> None:
-        if self.max_tokens < 1:
+        if self.max_tokens is not None and self.max_tokens < 1:
             raise InvalidRequestError("max_tokens must be at least 1")
         if not 0.0 <= self.temperature <= 2.0:
             raise InvalidRequestError("temperature must be between 0 and 2")

@@ -55,6 +55,7 @@ def load_engine(settings: ServerSettings, path: Path, metrics: RuntimeMetrics) -
     )
     return build_engine(
         str(path),
+        default_max_tokens=settings.default_max_tokens,
         dtype=settings.dtype,
         quantization=settings.quantization,
         config=config,

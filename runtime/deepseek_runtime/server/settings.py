@@ -58,6 +58,12 @@ class ServerSettings(BaseModel):
     max_model_len: int | None = model_setting(
         None, "context cap, prompt + output tokens (unset: the model's own)", ge=16
     )
+    default_max_tokens: int = model_setting(
+        4096,
+        "new tokens for a request that names no max_tokens: the rest of the context, at most "
+        "this many (both doors)",
+        ge=1,
+    )
     max_num_batched_tokens: int = model_setting(4096, "prompt tokens per prefill step", ge=1)
     kv_cache_tokens: int | None = model_setting(
         None, "KV cache budget in tokens (unset: max-num-seqs x max-model-len)", ge=1

@@ -17,7 +17,6 @@ from starlette.routing import Route
 
 from deepseek_runtime.doors.generation import (
     Chunk,
-    check_length,
     close_quietly,
     encode,
     render_chat,
@@ -37,7 +36,6 @@ from deepseek_runtime.guards.keys import Permission, Principal
 T = TypeVar("T")
 Body = TypeVar("Body", bound=SamplingRequest)
 AUDIT_KEY = "deepseek.audit"
-COMPLETION_DEFAULT_MAX_TOKENS = 16  # OpenAI's default for /v1/completions
 
 
 def services(request: Request) -> Services:
@@ -108,7 +106,7 @@ def _vocabulary_size(tokenizer: Any) -> int | None:
         return int(getattr(tokenizer, "vocab_size", 0) or 0) or None
 
 
-def _params(body: SamplingRequest, max_tokens: int) -> SamplingParams:
+def _params(body: SamplingRequest, max_tokens: int | None) -> SamplingParams:
     return SamplingParams(
         max_tokens=max_tokens,
         temperature=body.temperature,
@@ -147,8 +145,8 @@ async def completions(request: Request) -> Response:
                 "invalid_value",
             )
         ids = tuple(prompt)
-    limit = body.max_tokens if body.max_tokens is not None else COMPLETION_DEFAULT_MAX_TOKENS
-    return await _generate(request, svc, body, ids, limit, text, CompletionFormat(svc, body))
+    fmt = CompletionFormat(svc, body)
+    return await _generate(request, svc, body, ids, body.max_tokens, text, fmt)
 
 
 async def chat_completions(request: Request) -> Response:
@@ -174,10 +172,10 @@ async def _generate(
     prompt_text: str | None,
     fmt: Format,
 ) -> Response:
-    engine, generator = svc.require_engine()
+    _, generator = svc.require_engine()
     if not ids:
         raise ApiError(400, "the prompt is empty", "prompt", "invalid_value")
-    params = _params(body, check_length(engine, len(ids), max_tokens))
+    params = _params(body, max_tokens)
     record = audit_record(request)
     if record is not None:
         record.model, record.prompt_tokens, record.prompt = svc.model_name, len(ids), prompt_text

@@ -71,7 +71,13 @@ class SamplingRequest(_Body):
     """What completions and chat requests share: sampling, limits, streaming, the model."""
 
     model: Text | None = Field(None, description="Served model name; defaults to it")
-    max_tokens: int | None = Field(None, ge=1, le=2**31 - 1)
+    max_tokens: int | None = Field(
+        None,
+        ge=1,
+        le=2**31 - 1,
+        description="New tokens at most; must fit beside the prompt (else 400). Unset: the "
+        "rest of the context, at most the server's --default-max-tokens",
+    )
     temperature: float = Field(1.0, ge=0.0, le=2.0)
     top_p: float = Field(1.0, gt=0.0, le=1.0)
     top_k: int = Field(0, ge=0, le=2**31 - 1, description="0 disables (extension)")

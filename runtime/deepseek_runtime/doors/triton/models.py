@@ -1,10 +1,5 @@
-"""The callables PyTriton binds: Triton requests -> the shared engine -> KServe v2 outputs.
-
-Inputs: text_input (BYTES, required), max_tokens (INT32), temperature and top_p (FP32),
-top_k (INT32), seed (INT64), ignore_eos and stream (BOOL), stop (BYTES, any count).
-Outputs: text_output (BYTES), finish_reason (BYTES, empty until the last response),
-prompt_tokens and completion_tokens (INT32). Errors are raised as "<status> <code>: message".
-"""
+"""The callables PyTriton binds: Triton requests -> the shared engine -> KServe v2 outputs
+(tensors.py lists them). Errors are raised as "<status> <code>: message"."""
 
 from __future__ import annotations
 
@@ -17,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from deepseek_runtime.doors.generation import Chunk, check_length, close_quietly, encode
+from deepseek_runtime.doors.generation import Chunk, close_quietly, encode
 from deepseek_runtime.doors.services import Services
 from deepseek_runtime.doors.triton.tensors import (
     RequestRefused,
@@ -31,7 +26,6 @@ from deepseek_runtime.guards.keys import AuthError, Permission, Principal
 
 log = logging.getLogger(__name__)
 
-DEFAULT_MAX_TOKENS = 256
 _CODES = {400: "invalid_value", 429: "queue_full", 503: "unavailable"}
 
 
@@ -64,15 +58,8 @@ class TritonModels:
         try:
             engine, generator = self.svc.require_engine()
             ids = await asyncio.to_thread(encode, engine.tokenizer, prompt, False)
-            room = engine.max_model_len - len(ids)
-            wanted = opt["max_tokens"]
-            max_tokens = check_length(
-                engine,
-                len(ids),
-                max(1, min(DEFAULT_MAX_TOKENS, room)) if wanted is None else wanted,
-            )
             params = SamplingParams(
-                max_tokens=max_tokens,
+                max_tokens=opt["max_tokens"],
                 temperature=opt["temperature"],
                 top_p=opt["top_p"],
                 top_k=opt["top_k"],

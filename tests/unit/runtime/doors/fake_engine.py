@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from deepseek_runtime.engine import protocol as p
+from deepseek_runtime.engine.requests import output_budget
 
 BOS, EOS = 1, 2
 
@@ -62,6 +63,7 @@ class FakeEngine:
         *,
         model_name: str = "fake-model",
         max_model_len: int = 512,
+        default_max_tokens: int = 64,
         max_running: int = 4,
         max_queue: int = 64,
         token_delay_s: float = 0.002,
@@ -71,6 +73,7 @@ class FakeEngine:
     ) -> None:
         self.model_name = model_name
         self.max_model_len = max_model_len
+        self.default_max_tokens = default_max_tokens
         self.tokenizer: Any = FakeTokenizer(think_tags)
         self.reply = reply
         self.max_running, self.max_queue = max_running, max_queue
@@ -118,6 +121,9 @@ class FakeEngine:
 
     async def generate(self, request: p.GenerationRequest) -> AsyncIterator[p.GenerationDelta]:
         arrival = time.monotonic()
+        # The engine's own max_tokens policy (refusals included), not a copy of it.
+        limit = output_budget(len(request.prompt_token_ids), request.params.max_tokens,
+                              self.max_model_len, self.default_max_tokens)  # fmt: skip
         self.submitted.append(request)
         await self._admit()
         prompt = self.tokenizer.decode(list(request.prompt_token_ids))
@@ -141,7 +147,7 @@ class FakeEngine:
                     reason = delta.finish_reason = "stop"
                 elif i + 1 == len(target):
                     reason = delta.finish_reason = "stop"
-                elif i + 1 >= params.max_tokens:
+                elif i + 1 >= limit:
                     reason = delta.finish_reason = "length"
                 yield delta
                 if delta.finish_reason:

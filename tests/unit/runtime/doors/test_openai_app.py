@@ -89,11 +89,19 @@ def test_completion_whole_and_usage(make: Factory) -> None:
     assert engine.submitted[-1].params.stop == ("!",)
 
 
-def test_completion_default_is_16_tokens(make: Factory) -> None:
-    client, _, _ = make(lambda p: "x" * 100)
+def test_no_max_tokens_leaves_the_policy_to_the_engine(make: Factory) -> None:
+    """Completions and chat pass what the client asked for, or None: one policy, the engine's
+    (tests/runtime/test_openai_server.py checks its numbers through both doors)."""
+    client, _, engine = make(lambda p: "x" * 100)
     body = client.post("/v1/completions", json={"prompt": "hi"}).json()
+    assert engine.submitted[-1].params.max_tokens is None
     assert body["choices"][0]["finish_reason"] == "length"
-    assert body["usage"]["completion_tokens"] == 16
+    assert body["usage"]["completion_tokens"] == 64  # the fake engine's default_max_tokens
+    client.post("/v1/chat/completions", json={"messages": [{"role": "user", "content": "x"}]})
+    assert engine.submitted[-1].params.max_tokens is None
+    client.post("/v1/chat/completions", json={"messages": [{"role": "user", "content": "x"}],
+                                              "max_completion_tokens": 3})  # fmt: skip
+    assert engine.submitted[-1].params.max_tokens == 3
 
 
 def test_chat_stream_with_usage(make: Factory) -> None:

@@ -152,22 +152,45 @@ def test_engine_config_is_checked() -> None:
             EngineConfig(**bad)  # type: ignore[arg-type]
 
 
-def request(prompt: tuple[int, ...], max_tokens: int = 16) -> GenerationRequest:
+def request(prompt: tuple[int, ...], max_tokens: int | None = 16) -> GenerationRequest:
     return GenerationRequest("r", prompt, SamplingParams(max_tokens=max_tokens))
 
 
-def test_admission_clamps_max_tokens_to_the_context_left() -> None:
-    s = make_sequence(0, request((1,) * 10, max_tokens=100), 32, 50, frozenset({2}))
-    assert s.max_tokens == 22 and s.eos_token_ids == {2}
-    assert make_sequence(0, request((1,) * 31), 32, 50, frozenset()).max_tokens == 1
+def admit(prompt_len: int, max_tokens: int | None, context: int = 32, default: int = 8) -> int:
+    """max_tokens the engine gives a request (make_sequence: context 32, default 8)."""
+    seq = make_sequence(
+        0, request((1,) * prompt_len, max_tokens), context, 50, frozenset(), default
+    )
+    return seq.max_tokens
+
+
+@pytest.mark.parametrize(
+    ("prompt_len", "asked", "given"),
+    [
+        (10, 5, 5),  # explicit and fits
+        (10, 22, 22),  # exactly the rest of the context
+        (10, None, 8),  # unset: the rest, capped by the server's default
+        (28, None, 4),  # unset, less left than the default: the rest
+        (31, None, 1),
+    ],
+)
+def test_the_max_tokens_policy(prompt_len: int, asked: int | None, given: int) -> None:
+    assert admit(prompt_len, asked) == given
+
+
+def test_an_explicit_max_tokens_that_cannot_fit_is_refused_with_the_numbers() -> None:
+    with pytest.raises(PromptTooLongError, match=r"context is 32 tokens, but 10 prompt tokens "
+                       r"plus max_tokens=23 need 33; ask for at most 22"):  # fmt: skip
+        admit(10, 23)
 
 
 def test_admission_rejects_what_cannot_run() -> None:
-    with pytest.raises(PromptTooLongError):
-        make_sequence(0, request((1,) * 32), 32, 50, frozenset())
+    with pytest.raises(PromptTooLongError, match="the prompt is 32 tokens"):
+        admit(32, None)
     with pytest.raises(InvalidRequestError):
-        make_sequence(0, request(()), 32, 50, frozenset())
+        make_sequence(0, request(()), 32, 50, frozenset(), 8)
     with pytest.raises(InvalidRequestError, match="vocabulary"):
-        make_sequence(0, request((1, 50)), 32, 50, frozenset())
+        make_sequence(0, request((1, 50)), 32, 50, frozenset(), 8)
     with pytest.raises(InvalidRequestError):
-        make_sequence(0, request((-1,)), 32, 50, frozenset())
+        make_sequence(0, request((-1,)), 32, 50, frozenset(), 8)
+    assert make_sequence(0, request((1,)), 32, 50, frozenset({2}), 8).eos_token_ids == {2}
