@@ -78,7 +78,8 @@ def smollm2_server(tmp_path_factory: pytest.TempPathFactory) -> Any:
     Module scope: test_smollm2_server.py ends by draining it with SIGTERM."""
     from devkit.runtime_server import start_server
 
-    server = start_server(tmp_path_factory.mktemp("smollm2-server"), "--max-num-seqs", "4")
+    server = start_server(tmp_path_factory.mktemp("smollm2-server"), "--max-num-seqs", "4",
+                          "--drain-timeout-s", "15")  # fmt: skip
     yield server
     server.stop()
 

@@ -20,6 +20,7 @@ from deepseek_runtime.engine.config import EngineConfig
 from deepseek_runtime.engine.cpu_kernels import tune_output_head
 from deepseek_runtime.engine.output import OutputProcessor
 from deepseek_runtime.engine.protocol import (
+    ABORT_WAIT_S,
     EngineError,
     EngineObserver,
     EngineShuttingDownError,
@@ -133,7 +134,7 @@ class LLMEngine:
             with self._cond:
                 self._stop = "abort"  # draining took too long: end what is left
                 self._cond.notify_all()
-            self._thread.join(timeout_s)
+            self._thread.join(ABORT_WAIT_S)  # the loop sees the abort after one step
 
     def _submit(self, seq: Sequence, stream: RequestStream) -> None:
         with self._cond:

@@ -13,6 +13,9 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
 FinishReason = Literal["stop", "length", "abort", "content_filter"]
+# How long Engine.shutdown waits, after its drain time, for the aborts to end the engine's
+# thread (one step at most).
+ABORT_WAIT_S = 5.0
 
 
 class EngineError(Exception):
@@ -139,4 +142,7 @@ class Engine(Protocol):
     def generate(self, request: GenerationRequest) -> AsyncIterator[GenerationDelta]: ...
     def stats(self) -> EngineStats: ...
     def is_ready(self) -> bool: ...
-    def shutdown(self, drain: bool = True, timeout_s: float = 30.0) -> None: ...
+    def shutdown(self, drain: bool = True, timeout_s: float = 30.0) -> None:
+        """Stop admitting; let in-flight requests finish for up to timeout_s (drain) or not,
+        then abort the rest (their streams end with "abort"): returns within about
+        timeout_s + ABORT_WAIT_S."""

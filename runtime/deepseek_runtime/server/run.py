@@ -4,7 +4,8 @@ Order matters: everything startup.py checks comes BEFORE the (slow) model load. 
 opens early (/health answers while the model loads,
 so liveness probes do not kill a pod that is loading 60 GB); /ready turns true only once the
 engine is warmed and Triton's models are bound. SIGTERM drains: /ready goes 503, new requests
-get 503, in-flight ones (both doors) finish within --drain-timeout-s, then everything stops.
+get 503, in-flight ones (both doors) finish within --drain-timeout-s, then everything stops
+(drain.py: one budget for the whole shutdown).
 """
 
 from __future__ import annotations
@@ -25,6 +26,12 @@ from deepseek_runtime.doors.openai.app import build_app
 from deepseek_runtime.doors.services import Services
 from deepseek_runtime.doors.triton.server import TritonServer, ensure_libpython_first
 from deepseek_runtime.engine.protocol import Engine
+from deepseek_runtime.server.drain import (
+    Deadline,
+    end_at_deadline,
+    stop_the_rest,
+    uvicorn_timeout_s,
+)
 from deepseek_runtime.server.metrics import RuntimeMetrics
 from deepseek_runtime.server.settings import ServerSettings
 from deepseek_runtime.server.startup import (
@@ -48,6 +55,7 @@ def load_engine(settings: ServerSettings, path: Path, metrics: RuntimeMetrics) -
         max_num_seqs=settings.max_num_seqs,
         max_queue=settings.max_queue,
         max_model_len=settings.max_model_len,
+        default_max_tokens=settings.default_max_tokens,
         max_num_batched_tokens=max(settings.max_num_batched_tokens, settings.max_num_seqs),
         kv_cache_tokens=settings.kv_cache_tokens,
         torch_threads=settings.torch_threads,
@@ -55,7 +63,6 @@ def load_engine(settings: ServerSettings, path: Path, metrics: RuntimeMetrics) -
     )
     return build_engine(
         str(path),
-        default_max_tokens=settings.default_max_tokens,
         dtype=settings.dtype,
         quantization=settings.quantization,
         config=config,
@@ -73,7 +80,7 @@ def uvicorn_config(settings: ServerSettings, app: Any) -> uvicorn.Config:
         access_log=False,
         log_level=settings.log_level,
         server_header=False,
-        timeout_graceful_shutdown=int(settings.drain_timeout_s) or None,
+        timeout_graceful_shutdown=uvicorn_timeout_s(settings.drain_timeout_s),
         ssl_certfile=settings.tls_cert,
         ssl_keyfile=settings.tls_key,
     )
@@ -87,17 +94,32 @@ def uvicorn_config(settings: ServerSettings, app: Any) -> uvicorn.Config:
 
 
 class _Server(uvicorn.Server):
-    """uvicorn, plus: the first signal flips the runtime into draining at once."""
+    """uvicorn, plus: the first signal flips the runtime into draining and starts the drain
+    clock, at whose end the engine ends what is still in flight."""
 
     def __init__(self, config: uvicorn.Config, services: Services) -> None:
         super().__init__(config)
         self.svc = services
+        self.deadline: Deadline | None = None
+        self._loop = asyncio.get_running_loop()
+        self._ender: asyncio.Task[None] | None = None
 
     def handle_exit(self, sig: int, frame: Any) -> None:
-        if not self.svc.draining:
-            log.info("signal %d: draining (up to %.0f s)", sig, self.svc.settings.drain_timeout_s)
+        if self.deadline is None:
+            budget = self.svc.settings.drain_timeout_s
+            log.info("signal %d: draining (up to %.0f s)", sig, budget)
+            self.deadline = Deadline(budget)
+            self._loop.call_soon_threadsafe(self._start_ending)
         self.svc.draining = True
         super().handle_exit(sig, frame)
+
+    def _start_ending(self) -> None:
+        assert self.deadline is not None
+        self._ender = asyncio.create_task(end_at_deadline(lambda: self.svc.engine, self.deadline))
+
+    def stop_ending(self) -> None:
+        if self._ender is not None:
+            self._ender.cancel()
 
 
 async def _bring_up(svc: Services, server: _Server, path: Path, doors: list[Any]) -> None:
@@ -152,11 +174,8 @@ async def serve_async(settings: ServerSettings, svc: Services, path: Path) -> in
     if not task.done():
         log.warning("stopped before the model finished loading")
         return 1 if failed else 0
-    budget = settings.drain_timeout_s
-    for door in doors:
-        await anyio.to_thread.run_sync(door.stop, budget)
-    if svc.engine is not None:
-        await anyio.to_thread.run_sync(lambda: svc.engine.shutdown(True, budget))  # type: ignore[union-attr]
+    await stop_the_rest(doors, svc.engine, server.deadline or Deadline(settings.drain_timeout_s))
+    server.stop_ending()
     if svc.audit is not None:
         svc.audit.close()
     log.info("stopped")
