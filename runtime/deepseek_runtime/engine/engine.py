@@ -95,7 +95,7 @@ class LLMEngine:
     def stats(self) -> EngineStats:
         with self._cond:
             waiting = len(self._inbox) + self.scheduler.num_waiting
-        used = sum(s.num_tokens for s in list(self.scheduler.running))
+        used = self.scheduler.kv_tokens_in_use()
         return EngineStats(
             waiting=waiting,
             running=self.scheduler.num_running,

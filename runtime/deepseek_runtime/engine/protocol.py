@@ -113,7 +113,7 @@ class EngineStats:
     waiting: int  # the HPA's queue gauge: requests admitted but not yet scheduled
     running: int
     max_running: int
-    kv_cache_usage: float  # 0..1 of the token budget the runner holds for KV
+    kv_cache_usage: float  # 0..1 of the KV token budget: rows x the longest row, now
 
 
 @dataclass(slots=True, frozen=True)

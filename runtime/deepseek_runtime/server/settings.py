@@ -66,7 +66,10 @@ class ServerSettings(BaseModel):
     )
     max_num_batched_tokens: int = model_setting(4096, "prompt tokens per prefill step", ge=1)
     kv_cache_tokens: int | None = model_setting(
-        None, "KV cache budget in tokens (unset: max-num-seqs x max-model-len)", ge=1
+        None,
+        "KV cache budget in tokens; the running batch costs rows x its longest prompt + "
+        "max_tokens (unset: max-num-seqs x max-model-len)",
+        ge=1,
     )
     torch_threads: int | None = model_setting(
         None, "torch threads (unset: all cores but one)", ge=1

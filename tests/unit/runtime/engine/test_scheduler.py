@@ -14,7 +14,7 @@ from deepseek_runtime.engine.protocol import (
     SamplingParams,
 )
 from deepseek_runtime.engine.requests import make_sequence
-from deepseek_runtime.engine.scheduler import Scheduler
+from deepseek_runtime.engine.scheduler import Scheduler, padded_kv_tokens
 from deepseek_runtime.engine.sequence import Sequence, SequenceStatus
 
 
@@ -67,15 +67,29 @@ def test_a_prompt_longer_than_the_budget_runs_alone() -> None:
     assert [q.seq_id for q in s.schedule().prefill] == [2]
 
 
-def test_kv_budget_reserves_prompt_plus_max_tokens_fifo() -> None:
-    s = scheduler(kv=20)
-    s.add(seq(1, prompt_len=6, max_tokens=6))  # 12
-    s.add(seq(2, prompt_len=6, max_tokens=6))  # would be 24 > 20: waits
-    s.add(seq(3, prompt_len=1, max_tokens=1))  # fits, but does not overtake the head
+def test_kv_budget_counts_the_padded_cache_fifo() -> None:
+    s = scheduler(kv=30)
+    s.add(seq(1, prompt_len=6, max_tokens=6))  # 1 row x 12
+    s.add(seq(2, prompt_len=10, max_tokens=6))  # 2 rows x 16 = 32 > 30: waits
+    s.add(seq(3, prompt_len=1, max_tokens=1))  # 2 x 12 would fit, but does not overtake
     assert [q.seq_id for q in s.schedule().prefill] == [1]
     assert s.reserved_tokens == 12 and s.num_waiting == 2
     with pytest.raises(ValueError):
-        s.add(seq(4, prompt_len=15, max_tokens=10))  # could never fit
+        s.add(seq(4, prompt_len=21, max_tokens=10))  # could never fit
+
+
+def test_mixed_long_and_short_prompts_are_admitted_by_the_padded_cost() -> None:
+    """Issue 15, item 10: every row of the runner's cache is as long as the longest, so one
+    long prompt among short ones costs rows x its length, not the sum of the rows."""
+    s = scheduler(seqs=16, tokens=10_000, kv=600)
+    s.add(seq(0, prompt_len=200, max_tokens=40))  # 240
+    for i in range(1, 11):
+        s.add(seq(i, prompt_len=10, max_tokens=40))  # 50 each
+    first = s.schedule().prefill
+    assert [q.seq_id for q in first] == [0, 1]  # 3 x 240 = 720 > 600; the sum would admit 8
+    assert padded_kv_tokens(s.running) == 480 <= 600
+    s.abort(0)
+    assert len(s.schedule().prefill) == 9  # short rows only now: all 10 fit, 10 x 50 = 500
 
 
 def test_reap_frees_slots_and_reservation() -> None:
@@ -129,7 +143,7 @@ def test_limits_hold_and_everything_finishes(
         batch = s.schedule()
         assert s.num_running <= max_seqs
         assert len(batch.prefill) == 1 or batch.prefill_tokens <= budget
-        assert s.reserved_tokens <= 200
+        assert s.reserved_tokens == padded_kv_tokens(s.running) <= 200
         s.postprocess(batch, [0] * len(batch.seqs))
         finished += s.reap()
     assert sorted(q.seq_id for q in finished) == list(range(len(prompts)))
