@@ -11,6 +11,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
+import anyio
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
@@ -24,12 +25,12 @@ from deepseek_runtime.doors.openai.errors import ApiError, error_response, handl
 from deepseek_runtime.doors.openai.openapi import openapi_document
 from deepseek_runtime.doors.services import Services
 from deepseek_runtime.engine.protocol import EngineError
-from deepseek_runtime.guards.audit import AuditRecord
+from deepseek_runtime.guards.audit import AuditRecord, CursorExpiredError
 from deepseek_runtime.guards.keys import AuthError, Permission
 from deepseek_runtime.server.metrics import CONTENT_TYPE
 
 AUDITED_PREFIX = "/v1/"
-MAX_AUDIT_LIMIT = 10000
+MAX_AUDIT_LIMIT = 1000  # records per page; follow next_cursor for more
 
 
 async def health(request: Request) -> Response:
@@ -68,7 +69,14 @@ async def audit_log(request: Request) -> Response:
         raise ApiError(
             400, f"limit must be an integer from 1 to {MAX_AUDIT_LIMIT}", "limit", "invalid_value"
         )
-    return JSONResponse({"object": "list", "data": svc.audit.read(int(raw))})
+    cursor = request.query_params.get("cursor")
+    try:  # file I/O (up to audit.PAGE_BYTES) off the event loop: streams keep flowing
+        page = await anyio.to_thread.run_sync(svc.audit.read_page, int(raw), cursor)
+    except CursorExpiredError as exc:
+        raise ApiError(
+            400, f"{exc}; start again without a cursor", "cursor", "invalid_cursor"
+        ) from exc
+    return JSONResponse({"object": "list", "data": page.records, "next_cursor": page.next_cursor})
 
 
 async def openapi(request: Request) -> Response:

@@ -59,10 +59,9 @@ def _completion(choice: dict[str, Any], obj: str) -> dict[str, Any]:
     )
 
 
-def _list(items: dict[str, Any]) -> dict[str, Any]:
-    return _object(
-        ["object", "data"], object={"const": "list"}, data={"type": "array", "items": items}
-    )
+def _list(items: dict[str, Any], **more: Any) -> dict[str, Any]:
+    array = {"type": "array", "items": items}
+    return _object(["object", "data"], object={"const": "list"}, data=array, **more)
 
 
 _TEXT_CHOICE = _object(
@@ -128,7 +127,7 @@ def openapi_document(auth: bool, metrics_auth: bool = False) -> dict[str, Any]:
         "ModelList": _list(_ref("Model")),
         "Completion": _completion(_TEXT_CHOICE, "text_completion"),
         "ChatCompletion": _completion(_CHAT_CHOICE, "chat.completion"),
-        "AuditLog": _list({"type": "object"}),
+        "AuditLog": _list({"type": "object"}, next_cursor=_NULLABLE),
     }
     text = {"description": "OK", "content": {"text/plain": {"schema": {"type": "string"}}}}
     open_: dict[str, Any] = {"security": []}
@@ -160,14 +159,21 @@ def openapi_document(auth: bool, metrics_auth: bool = False) -> dict[str, Any]:
         ),
         "/v1/audit": {
             "get": {
-                "summary": "Newest audit records (auditor or admin)",
+                "summary": "Audit records, newest page first (auditor or admin)",
                 "parameters": [
                     {
                         "name": "limit",
                         "in": "query",
                         "required": False,
-                        "schema": {"type": "integer", "minimum": 1, "maximum": 10000},
-                    }
+                        "schema": {"type": "integer", "minimum": 1, "maximum": 1000},
+                    },
+                    {
+                        "name": "cursor",
+                        "in": "query",
+                        "required": False,
+                        "description": "next_cursor of the previous page",
+                        "schema": {"type": "string"},
+                    },
                 ],
                 "responses": {
                     "200": _json(_ref("AuditLog"), "Audit records"),

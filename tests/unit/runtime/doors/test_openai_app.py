@@ -8,6 +8,7 @@ server processes with the official clients.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 from collections.abc import Callable, Iterator
@@ -244,6 +245,36 @@ def test_audit_lines(make: Factory) -> None:
     assert bad["status"] == 400
     assert svc.audit is not None and "top secret" not in svc.audit.path.read_text()
     assert_error(client.get("/v1/audit?limit=0"), 400, "limit")
+    assert_error(client.get("/v1/audit?limit=1001"), 400, "limit")
+    assert_error(client.get("/v1/audit?cursor=nope"), 400, "cursor")
+
+
+def test_audit_pages_by_cursor_off_the_event_loop(
+    make: Factory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 15, item 12: a page is read in a worker thread, never on the loop that streams."""
+    client, svc, _ = make(audit=True)
+    for i in range(5):
+        client.post("/v1/completions", json={"prompt": f"p{i}", "max_tokens": 1})
+    assert svc.audit is not None
+    read_page = svc.audit.read_page
+    threads: list[bool] = []
+
+    def spy(limit: int, cursor: str | None = None) -> Any:
+        try:
+            asyncio.get_running_loop()
+            threads.append(False)  # called on an event loop
+        except RuntimeError:
+            threads.append(True)
+        return read_page(limit, cursor)
+
+    monkeypatch.setattr(svc.audit, "read_page", spy)
+    first = client.get("/v1/audit?limit=3").json()
+    assert len(first["data"]) == 3 and first["next_cursor"]
+    rest = client.get(f"/v1/audit?limit=3&cursor={first['next_cursor']}").json()
+    assert [r["prompt_tokens"] for r in rest["data"] + first["data"]] == [3] * 5
+    assert len(rest["data"]) == 2 and rest["next_cursor"] is None
+    assert threads == [True, True]
 
 
 def test_metrics_names(make: Factory) -> None:
