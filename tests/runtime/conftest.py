@@ -13,6 +13,9 @@ from typing import Any
 import pytest
 from devkit.tiny_models import build_tiny_model
 
+# A key of its own for the Triton rate-limit test: buckets are per key.
+TLS_EXTRA_KEYS = {"triton-app": ("inference", "sk-test-triton")}
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
@@ -109,7 +112,7 @@ def tls_server(tmp_path_factory: pytest.TempPathFactory, tiny_llama_dir: Path) -
     server = start_server(
         work, "--model", str(tiny_llama_dir), "--tls-cert", str(work / "cert.pem"),
         "--tls-key", str(work / "key.pem"), "--tls-min-version", "1.3",
-        "--api-keys", str(write_keys(work)), "--metrics-auth", "--output-filter",
+        "--api-keys", str(write_keys(work, TLS_EXTRA_KEYS)), "--metrics-auth", "--output-filter",
         str(work / "filter.txt"), "--output-filter-holdback", "8",
         "--rate-limit-rps", "0.5", "--rate-limit-burst", "5", "--verify-manifest", str(manifest),
     )  # fmt: skip

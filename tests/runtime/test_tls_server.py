@@ -92,6 +92,36 @@ def test_output_filter_ends_the_completion(tls_server: RuntimeServer) -> None:
         assert 'deepseek_content_filter_total{door="openai"}' in metrics
 
 
+def test_triton_rate_limit_per_key(tls_server: RuntimeServer) -> None:
+    """Issue 15, item 14: the Triton door applies the per-key limit (burst 5, 0.5/s here) as
+    the OpenAI door does, through a real tritonserver over TLS gRPC."""
+    from conftest import TLS_EXTRA_KEYS
+
+    key = {"authorization": f"Bearer {TLS_EXTRA_KEYS['triton-app'][1]}"}
+    secure = grpcclient.InferenceServerClient(
+        f"127.0.0.1:{tls_server.triton_grpc}", ssl=True, root_certificates=str(tls_server.ca)
+    )
+    # The same bucket serves both doors: this lookup is the key's first request.
+    name = httpx.get(tls_server.url("/v1/models"), headers=key,
+                     verify=tls_server.verify).json()["data"][0]["id"]  # fmt: skip
+    text = grpcclient.InferInput("text_input", [1, 1], "BYTES")
+    text.set_data_from_numpy(np.array([[b"hi"]], dtype=object))
+    limit = grpcclient.InferInput("max_tokens", [1, 1], "INT32")
+    limit.set_data_from_numpy(np.array([[1]], dtype=np.int32))
+    outcomes = []
+    for _ in range(8):
+        try:
+            secure.infer(f"{name}_sync", [text, limit], headers=key)
+            outcomes.append("ok")
+        except InferenceServerException as exc:
+            outcomes.append("429" if "429 rate_limited" in str(exc) else str(exc))
+    assert outcomes[0] == "ok" and outcomes[-1] == "429", outcomes
+    assert set(outcomes) == {"ok", "429"} and outcomes.count("ok") <= 5, outcomes
+    with tls_server.client() as client:
+        metrics = client.get("/metrics", headers=auth("auditor")).text
+    assert 'deepseek_rate_limited_total{door="triton"}' in metrics
+
+
 def test_rate_limit_429_with_retry_after(tls_server: RuntimeServer) -> None:
     """Last in the module: it empties the inference key's bucket."""
     with tls_server.client() as client:
