@@ -148,6 +148,17 @@ def test_output_filter_ends_with_content_filter(serve: Serve) -> None:
     assert finished == [("content_filter", "2.0")]
 
 
+def test_a_filter_that_never_matches_lets_the_text_through(serve: Serve) -> None:
+    """The other half of the filter's test: the cut above comes from the match, not from
+    having a filter at all."""
+    client, _ = serve()
+    full = complete(client, max_tokens=24, ignore_eos=True)
+    client, _ = serve(filters=("never in any output \\x00",))
+    body = complete(client, max_tokens=24, ignore_eos=True)
+    assert body["choices"][0] == full["choices"][0]  # same text, finish_reason "length"
+    assert 'deepseek_content_filter_total{door="openai"}' not in client.get("/metrics").text
+
+
 def test_chat_stream_usage(serve: Serve) -> None:
     client, _ = serve()
     body = {"messages": [{"role": "user", "content": "Count"}], "max_tokens": 9,

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import socket
 import ssl
+from pathlib import Path
 
 import httpx
 import numpy as np
 import openai
 import pytest
 import tritonclient.grpc as grpcclient
+import trustme
 from devkit.runtime_server import KEYS, RuntimeServer, auth
 from tritonclient.utils import InferenceServerException
 
@@ -35,6 +37,24 @@ def test_plain_http_on_the_tls_port_fails(tls_server: RuntimeServer) -> None:
 def test_unknown_ca_is_refused(tls_server: RuntimeServer) -> None:
     with pytest.raises(httpx.ConnectError):
         httpx.get(tls_server.url("/health"), verify=True, timeout=5)
+
+
+def test_a_client_trusting_another_ca_is_refused_on_both_doors(
+    tls_server: RuntimeServer, tmp_path: Path
+) -> None:
+    """The broken half of TLS: the same server, verified against a CA that did not sign its
+    certificate (as an impostor's would be), fails the handshake on HTTPS and on gRPC."""
+    other = tmp_path / "other-ca.pem"
+    trustme.CA().cert_pem.write_to_path(str(other))
+    with pytest.raises(httpx.ConnectError, match="CERTIFICATE_VERIFY_FAILED"):
+        httpx.get(tls_server.url("/health"), verify=ssl.create_default_context(cafile=str(other)),
+                  timeout=5)  # fmt: skip
+    assert httpx.get(tls_server.url("/health"), verify=tls_server.verify).status_code == 200
+    impostor = grpcclient.InferenceServerClient(
+        f"127.0.0.1:{tls_server.triton_grpc}", ssl=True, root_certificates=str(other)
+    )
+    with pytest.raises(InferenceServerException):
+        impostor.is_server_live(client_timeout=10)
 
 
 def tls_version(server: RuntimeServer, maximum: ssl.TLSVersion | None = None) -> str | None:

@@ -22,7 +22,14 @@ from starlette.testclient import TestClient
 from deepseek_runtime.doors.openai.app import build_app
 from deepseek_runtime.doors.services import Services
 from deepseek_runtime.guards.audit import AuditLog
-from deepseek_runtime.guards.keys import ApiKey, Guard, RateLimiter, Role, hash_key
+from deepseek_runtime.guards.keys import (
+    ApiKey,
+    Guard,
+    RateLimiter,
+    Role,
+    hash_key,
+    load_api_keys,
+)
 from deepseek_runtime.guards.output_filter import OutputFilter
 from deepseek_runtime.server.metrics import RuntimeMetrics
 from deepseek_runtime.server.settings import ServerSettings
@@ -232,6 +239,26 @@ def test_keys_roles_and_rate_limit(make: Factory) -> None:
     assert client.get("/metrics").status_code == 200  # open unless --metrics-auth
     metrics = client.get("/metrics").text
     assert 'deepseek_rate_limited_total{door="openai"}' in metrics
+
+
+def test_the_key_files_digest_is_what_admits_a_key(tmp_path: Path) -> None:
+    """The broken half of "API keys": the same key, with a keys file holding its digest, is
+    admitted; with a file whose digest is another key's (a wrong Secret), it is refused."""
+
+    def status(digest_of: str) -> int:
+        keys = tmp_path / f"keys-{digest_of}.yaml"
+        keys.write_text(f"- {{name: app, role: inference, sha256: '{hash_key(digest_of)}'}}\n")
+        engine = FakeEngine()
+        svc = Services(ServerSettings(), Guard(load_api_keys(keys), None), RuntimeMetrics(),
+                       OutputFilter([]))  # fmt: skip
+        svc.attach(engine)
+        svc.ready = True
+        with TestClient(build_app(svc)) as client:
+            return client.post("/v1/completions", json={"prompt": "x", "max_tokens": 1},
+                               headers={"Authorization": "Bearer sk-app"}).status_code  # fmt: skip
+
+    assert status("sk-app") == 200
+    assert status("sk-other") == 401
 
 
 def test_audit_lines(make: Factory) -> None:
