@@ -44,7 +44,7 @@ async def ready(request: Request) -> Response:
     if svc.ready and engine_ok and triton_ok and not svc.draining:
         return PlainTextResponse("ready\n")
     why = "draining" if svc.draining else "loading" if not svc.ready else "unhealthy"
-    return error_response(503, f"not ready: {why}", None, why)
+    return error_response(ApiError(503, f"not ready: {why}", None, why))
 
 
 async def metrics(request: Request) -> Response:

@@ -50,22 +50,16 @@ class ApiError(Exception):
         self.headers = headers or {}
 
 
-def error_response(
-    status: int,
-    message: str,
-    param: str | None = None,
-    code: str | None = None,
-    headers: dict[str, str] | None = None,
-) -> JSONResponse:
+def error_response(err: ApiError) -> JSONResponse:
     body = {
         "error": {
-            "message": message,
-            "type": _TYPES.get(status, "server_error"),
-            "param": param,
-            "code": code,
+            "message": err.message,
+            "type": _TYPES.get(err.status, "server_error"),
+            "param": err.param,
+            "code": err.code,
         }
     }
-    return JSONResponse(body, status_code=status, headers=headers)
+    return JSONResponse(body, status_code=err.status, headers=err.headers)
 
 
 def retry_after(seconds: float) -> dict[str, str]:
@@ -95,8 +89,7 @@ def to_api_error(exc: Exception) -> ApiError:
 
 
 async def handle_exception(request: Request, exc: Exception) -> Response:
-    err = to_api_error(exc)
-    return error_response(err.status, err.message, err.param, err.code, err.headers)
+    return error_response(to_api_error(exc))
 
 
 async def read_body(request: Request, limit: int) -> bytes:
