@@ -149,8 +149,10 @@ def run_variant(
     rows, engine, verdicts = table(rounds, plan)
     errors = sorted({e for r in rounds for run in r.values() for e in run.errors})
     lines = [f"### {variant.label} on {device}", "", f"Model: {facts}.", "", *rows, ""]
-    shown = server.argv[server.argv.index("serve") :]
-    shown = [a.replace(str(model_dir), "MODEL_DIR") for a in shown]
+    args = server.argv[server.argv.index("serve") + 1 :]
+    ports = {"--port", "--triton-http-port", "--triton-grpc-port", "--triton-metrics-port"}
+    kept = [a for i, a in enumerate(args) if a not in ports and args[i - 1] not in ports]
+    shown = ["serve", *(a.replace(str(model_dir), "MODEL_DIR") for a in kept)]
     lines += [f"Server: `deepseek-runtime {' '.join(shown)}` (ports: free ones)", ""]
     lines += ["Engine view (forward passes and TTFT from the server's /metrics; medians over "
               "rounds):", "", *engine, ""]  # fmt: skip
