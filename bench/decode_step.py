@@ -15,7 +15,8 @@ interleaved per round, each timed over prefill + (new_tokens - 1) decode steps:
 
 Reports ms per step (median over rounds) and each arm against `generate` and against arm 2,
 and checks that every arm produced the same tokens. Writes bench/results/decode_step.md.
-Without --model it builds runtime-notes.md's tiny Qwen2 (vocab 32000, hidden 256, 4 layers).
+Without --model it builds the benchmarks' tiny Qwen2 (devkit.tiny_models: vocab 32000, hidden
+256, 4 layers).
 """
 
 from __future__ import annotations
@@ -36,8 +37,8 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO / "bench"))
-from _models import build_tiny_qwen2  # noqa: E402
+sys.path.insert(0, str(REPO / "hack"))  # devkit
+from devkit.tiny_models import build_bench_qwen2  # noqa: E402
 
 DEFAULT_OUTPUT = REPO / "bench" / "results" / "decode_step.md"
 
@@ -96,7 +97,7 @@ def main() -> int:
     torch.set_num_threads(threads)
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="bench-decode-") as tmp:
-        model_dir = args.model or build_tiny_qwen2(Path(tmp) / "tiny-qwen2")
+        model_dir = args.model or build_bench_qwen2(Path(tmp) / "tiny-qwen2")
         model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32).eval()
     vocab = int(model.config.vocab_size)
     loaded_head = model.get_output_embeddings()

@@ -20,6 +20,7 @@ from deepseek_runtime.engine.engine import LLMEngine, build_engine
 from deepseek_runtime.engine.protocol import (
     EngineError,
     EngineShuttingDownError,
+    FinishedRequest,
     FinishReason,
     GenerationRequest,
     PromptTooLongError,
@@ -27,7 +28,7 @@ from deepseek_runtime.engine.protocol import (
     SamplingParams,
 )
 from deepseek_runtime.engine.sampling import sample
-from deepseek_runtime.loading import LoadedModel, load_model
+from deepseek_runtime.model.loader import LoadedModel, load_model
 
 pytestmark = pytest.mark.runtime
 
@@ -58,7 +59,7 @@ def running(loaded: LoadedModel, **config: Any) -> Iterator[LLMEngine]:
         engine.shutdown(drain=False)
 
 
-def greedy(max_tokens: int, **params: Any) -> SamplingParams:
+def greedy(max_tokens: int | None, **params: Any) -> SamplingParams:
     return SamplingParams(max_tokens=max_tokens, temperature=0.0, **params)
 
 
@@ -174,13 +175,17 @@ def test_stop_strings_eos_and_max_tokens(qwen2: LoadedModel) -> None:
     assert eos.finish == "stop" and eos.tokens == full.tokens[: full.tokens.index(marker) + 1]
 
 
-def test_context_policy_clamps_max_tokens_and_rejects_full_prompts(qwen2: LoadedModel) -> None:
-    with running(qwen2, max_model_len=64) as engine:
+def test_the_max_tokens_policy(qwen2: LoadedModel) -> None:
+    with running(qwen2, max_model_len=64, default_max_tokens=10) as engine:
         assert engine.max_model_len == 64
-        with pytest.raises(PromptTooLongError):
+        with pytest.raises(PromptTooLongError, match="prompt is 64 tokens"):
             asyncio.run(collect(engine, [5] * 64, greedy(1)))
-        clamped = asyncio.run(collect(engine, [5] * 60, greedy(100, ignore_eos=True)))
-    assert clamped.finish == "length" and len(clamped.tokens) == 4
+        with pytest.raises(PromptTooLongError, match="max_tokens=5 need 65"):
+            asyncio.run(collect(engine, [5] * 60, greedy(5)))
+        rest = asyncio.run(collect(engine, [5] * 60, greedy(None, ignore_eos=True)))
+        capped = asyncio.run(collect(engine, [5] * 20, greedy(None, ignore_eos=True)))
+    assert rest.finish == "length" and len(rest.tokens) == 4
+    assert capped.finish == "length" and len(capped.tokens) == 10
 
 
 def test_closing_or_cancelling_frees_the_slot(qwen2: LoadedModel) -> None:
@@ -265,8 +270,9 @@ def test_observer_sees_steps_first_tokens_and_finishes(qwen2: LoadedModel) -> No
         def on_first_token(self, seconds: float) -> None:
             calls.append(("first", seconds))
 
-        def on_finish(self, prompt: int, completion: int, seconds: float, reason: str) -> None:
-            calls.append(("finish", (prompt, completion, reason)))
+        def on_finish(self, finished: FinishedRequest) -> None:
+            calls.append(("finish", (finished.prompt_tokens, finished.completion_tokens,
+                                     finished.finish_reason)))  # fmt: skip
 
     engine = LLMEngine(qwen2, EngineConfig(), observer=Recorder()).start()
     engine.wait_ready()

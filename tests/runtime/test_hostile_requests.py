@@ -11,9 +11,9 @@ from typing import Any
 
 import httpx
 import pytest
+from devkit.runtime_server import KEYS, RuntimeServer, auth
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from servers import KEYS, RuntimeServer, auth
 
 pytestmark = pytest.mark.runtime
 

@@ -10,15 +10,13 @@ from pathlib import Path
 import pytest
 import torch
 
-from deepseek_runtime.loading import (
+from deepseek_runtime.model.loader import LoadedModel, load_model
+from deepseek_runtime.model.quantization import (
     CPU_QUANTIZATIONS,
-    LoadedModel,
     UnsupportedQuantizationError,
     check_combination,
-    default_model_path,
-    load_model,
-    resolve_source,
 )
+from deepseek_runtime.model.source import default_model_path, resolve_source
 
 pytestmark = pytest.mark.runtime
 

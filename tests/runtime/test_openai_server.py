@@ -12,7 +12,7 @@ from typing import Any
 import httpx
 import openai
 import pytest
-from servers import KEYS, RuntimeServer, auth
+from devkit.runtime_server import KEYS, RuntimeServer, auth
 
 pytestmark = pytest.mark.runtime
 
@@ -76,6 +76,28 @@ def test_unknown_model_and_bad_requests(api_server: RuntimeServer) -> None:
         c.completions.create(model=MODEL, prompt="word " * 400, max_tokens=1)
     with pytest.raises(openai.BadRequestError, match="n=1"):
         c.completions.create(model=MODEL, prompt="x", max_tokens=1, n=2)
+
+
+def test_the_max_tokens_policy(api_server: RuntimeServer) -> None:
+    """One policy on both doors (the Triton half is in test_triton_server.py): an explicit
+    max_tokens that cannot fit is a 400 naming the numbers; none means the rest of the context,
+    at most --default-max-tokens (12 on this server)."""
+    c = client(api_server)
+    with pytest.raises(openai.BadRequestError, match=r"context is 256 tokens, but \d+ prompt "
+                       r"tokens plus max_tokens=300 need \d+"):  # fmt: skip
+        c.completions.create(model=MODEL, prompt="Hi", max_tokens=300)
+    with pytest.raises(openai.BadRequestError, match="max_tokens=300"):
+        c.chat.completions.create(model=MODEL, max_tokens=300,
+                                  messages=[{"role": "user", "content": "Hi"}])  # fmt: skip
+    extra = {"ignore_eos": True}
+    whole = c.completions.create(model=MODEL, prompt="Hi", extra_body=extra)
+    chat = c.chat.completions.create(model=MODEL, extra_body=extra,
+                                     messages=[{"role": "user", "content": "Hi"}])  # fmt: skip
+    assert whole.usage is not None and chat.usage is not None
+    assert whole.usage.completion_tokens == chat.usage.completion_tokens == 12
+    near_the_end = c.completions.create(model=MODEL, prompt=[5] * 250, extra_body=extra)
+    assert near_the_end.usage is not None and near_the_end.usage.completion_tokens == 6
+    assert near_the_end.choices[0].finish_reason == "length"
 
 
 def test_401_403(api_server: RuntimeServer) -> None:

@@ -6,18 +6,17 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import yaml
-from servers import run_to_exit, serve_command
+from devkit.runtime_server import run_to_exit, runtime_command, serve_command
 
-from deepseek_runtime.security import hash_key
+from deepseek_runtime.guards.keys import hash_key
 
 pytestmark = pytest.mark.runtime
 
-CLI = [sys.executable, "-m", "deepseek_runtime.cli"]
+CLI = runtime_command()
 
 
 @pytest.fixture
@@ -90,7 +89,7 @@ def test_extra_file_refuses_to_start(weights: tuple[Path, Path]) -> None:
 def test_no_keys_beyond_loopback_refuses(weights: tuple[Path, Path]) -> None:
     model, _ = weights
     assert "refusing to listen on 0.0.0.0" in refuse("--model", str(model), "--host", "0.0.0.0")
-    # The same setting through the environment (how the operator's ConfigMap arrives).
+    # The same setting through the environment (how runtime/Dockerfile sets the host).
     out = refuse("--model", str(model), env={"DEEPSEEK_RUNTIME_HOST": "0.0.0.0"})
     assert "refusing to listen" in out
 

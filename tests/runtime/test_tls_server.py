@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import socket
 import ssl
+from pathlib import Path
 
 import httpx
 import numpy as np
 import openai
 import pytest
 import tritonclient.grpc as grpcclient
-from servers import KEYS, RuntimeServer, auth
+import trustme
+from devkit.runtime_server import KEYS, RuntimeServer, auth
 from tritonclient.utils import InferenceServerException
 
 pytestmark = pytest.mark.runtime
@@ -35,6 +37,24 @@ def test_plain_http_on_the_tls_port_fails(tls_server: RuntimeServer) -> None:
 def test_unknown_ca_is_refused(tls_server: RuntimeServer) -> None:
     with pytest.raises(httpx.ConnectError):
         httpx.get(tls_server.url("/health"), verify=True, timeout=5)
+
+
+def test_a_client_trusting_another_ca_is_refused_on_both_doors(
+    tls_server: RuntimeServer, tmp_path: Path
+) -> None:
+    """The broken half of TLS: the same server, verified against a CA that did not sign its
+    certificate (as an impostor's would be), fails the handshake on HTTPS and on gRPC."""
+    other = tmp_path / "other-ca.pem"
+    trustme.CA().cert_pem.write_to_path(str(other))
+    with pytest.raises(httpx.ConnectError, match="CERTIFICATE_VERIFY_FAILED"):
+        httpx.get(tls_server.url("/health"), verify=ssl.create_default_context(cafile=str(other)),
+                  timeout=5)  # fmt: skip
+    assert httpx.get(tls_server.url("/health"), verify=tls_server.verify).status_code == 200
+    impostor = grpcclient.InferenceServerClient(
+        f"127.0.0.1:{tls_server.triton_grpc}", ssl=True, root_certificates=str(other)
+    )
+    with pytest.raises(InferenceServerException):
+        impostor.is_server_live(client_timeout=10)
 
 
 def tls_version(server: RuntimeServer, maximum: ssl.TLSVersion | None = None) -> str | None:
@@ -90,6 +110,36 @@ def test_output_filter_ends_the_completion(tls_server: RuntimeServer) -> None:
         assert reply["usage"]["completion_tokens"] < 40  # generation stopped at the match
         metrics = client.get("/metrics", headers=auth("auditor")).text
         assert 'deepseek_content_filter_total{door="openai"}' in metrics
+
+
+def test_triton_rate_limit_per_key(tls_server: RuntimeServer) -> None:
+    """Issue 15, item 14: the Triton door applies the per-key limit (burst 5, 0.5/s here) as
+    the OpenAI door does, through a real tritonserver over TLS gRPC."""
+    from conftest import TLS_EXTRA_KEYS
+
+    key = {"authorization": f"Bearer {TLS_EXTRA_KEYS['triton-app'][1]}"}
+    secure = grpcclient.InferenceServerClient(
+        f"127.0.0.1:{tls_server.triton_grpc}", ssl=True, root_certificates=str(tls_server.ca)
+    )
+    # The same bucket serves both doors: this lookup is the key's first request.
+    name = httpx.get(tls_server.url("/v1/models"), headers=key,
+                     verify=tls_server.verify).json()["data"][0]["id"]  # fmt: skip
+    text = grpcclient.InferInput("text_input", [1, 1], "BYTES")
+    text.set_data_from_numpy(np.array([[b"hi"]], dtype=object))
+    limit = grpcclient.InferInput("max_tokens", [1, 1], "INT32")
+    limit.set_data_from_numpy(np.array([[1]], dtype=np.int32))
+    outcomes = []
+    for _ in range(8):
+        try:
+            secure.infer(f"{name}_sync", [text, limit], headers=key)
+            outcomes.append("ok")
+        except InferenceServerException as exc:
+            outcomes.append("429" if "429 rate_limited" in str(exc) else str(exc))
+    assert outcomes[0] == "ok" and outcomes[-1] == "429", outcomes
+    assert set(outcomes) == {"ok", "429"} and outcomes.count("ok") <= 5, outcomes
+    with tls_server.client() as client:
+        metrics = client.get("/metrics", headers=auth("auditor")).text
+    assert 'deepseek_rate_limited_total{door="triton"}' in metrics
 
 
 def test_rate_limit_429_with_retry_after(tls_server: RuntimeServer) -> None:

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import tritonclient.grpc as grpcclient
 import tritonclient.http as httpclient
-from servers import RuntimeServer, auth, grpc_stream_responses
+from devkit.runtime_server import RuntimeServer, auth, grpc_stream_responses
 from test_openai_server import metric, wait_idle
 from tritonclient.utils import InferenceServerException
 
@@ -94,6 +94,24 @@ def test_http_generate_and_generate_stream(api_server: RuntimeServer) -> None:
     assert "".join(e["text_output"] for e in events)
 
 
+def test_the_max_tokens_policy(api_server: RuntimeServer) -> None:
+    """The OpenAI door's policy (test_openai_server.py), on Triton: no max_tokens gives
+    --default-max-tokens (12), one that cannot fit is refused with the numbers."""
+    client = grpcclient.InferenceServerClient(f"127.0.0.1:{api_server.triton_grpc}")
+    unset = [tensor(grpcclient, "text_input", b"Hi", "BYTES", True),
+             tensor(grpcclient, "ignore_eos", True, "BOOL", True)]  # fmt: skip
+    result = client.infer(SYNC, unset, headers=auth("inference"))
+    assert result.as_numpy("completion_tokens")[0][0] == 12
+    streamed = grpc_stream_responses(api_server, NAME, [
+        tensor(grpcclient, "text_input", b"Hi", "BYTES", False),
+        tensor(grpcclient, "ignore_eos", True, "BOOL", False)], auth("inference"))  # fmt: skip
+    assert int(streamed[-1].as_numpy("completion_tokens")[0]) == 12
+    with pytest.raises(InferenceServerException,
+                       match=r"400 .*context is 256 tokens, but \d+ prompt tokens plus "
+                             r"max_tokens=300 need"):  # fmt: skip
+        client.infer(SYNC, inputs(grpcclient, "Hi", 300, True), headers=auth("inference"))
+
+
 def test_triton_requests_need_a_key_with_the_inference_role(api_server: RuntimeServer) -> None:
     client = grpcclient.InferenceServerClient(f"127.0.0.1:{api_server.triton_grpc}")
     with pytest.raises(InferenceServerException, match="401 missing_key"):
@@ -104,7 +122,7 @@ def test_triton_requests_need_a_key_with_the_inference_role(api_server: RuntimeS
         client.infer(SYNC, inputs(grpcclient, "x", 2, True),
                      headers={"authorization": "Bearer wrong"})  # fmt: skip
     # Our frames stay out of the message (the _sync model's stub still adds its own).
-    assert "401 invalid_key" in str(err.value) and "triton_models.py" not in str(err.value)
+    assert "401 invalid_key" in str(err.value) and "models.py" not in str(err.value)
     records = httpx.get(api_server.url("/v1/audit?limit=200"), headers=auth("auditor")).json()
     triton = [r for r in records["data"] if r["door"] == "triton"]
     assert {401, 403, 200} <= {r["status"] for r in triton}

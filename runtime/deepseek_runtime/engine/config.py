@@ -12,6 +12,7 @@ class EngineConfig:
     max_num_batched_tokens: int = 4096  # padded prompt tokens in one prefill forward
     max_queue: int = 256  # waiting requests before QueueFullError (429)
     max_model_len: int | None = None  # cap below the model's own context; None = the model's
+    default_max_tokens: int = 4096  # new tokens for a request that names no max_tokens (at most)
     kv_cache_tokens: int | None = None  # KV token budget; None = max_num_seqs * max_model_len
     torch_threads: int | None = None  # None = every core but one (the event loop needs one)
     stream_interval_tokens: int = 4  # wake a consumer after the first token, then every N
@@ -20,7 +21,7 @@ class EngineConfig:
     retry_after_s: float = 1.0  # what QueueFullError tells clients to wait
 
     def __post_init__(self) -> None:
-        for name in ("max_num_seqs", "max_num_batched_tokens", "max_queue"):
+        for name in ("max_num_seqs", "max_num_batched_tokens", "max_queue", "default_max_tokens"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
         for name in ("max_model_len", "kv_cache_tokens", "torch_threads"):

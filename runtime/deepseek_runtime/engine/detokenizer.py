@@ -21,23 +21,30 @@ class Decoder(Protocol):
 
 
 class IncrementalDetokenizer:
-    def __init__(self, tokenizer: Decoder, prompt_len: int) -> None:
+    """Holds only a short window of token ids (constant work per token, however long the
+    sequence): the last few already turned into text, as context, and those not yet shown."""
+
+    def __init__(self, tokenizer: Decoder, prompt_token_ids: Sequence[int]) -> None:
         self._tokenizer = tokenizer
-        self._prefix_offset = max(prompt_len - CONTEXT_TOKENS, 0)
-        self._read_offset = prompt_len
+        self._window = list(prompt_token_ids[-CONTEXT_TOKENS:])
+        self._read = len(self._window)  # window[:_read] is context, window[_read:] is new
+        self.consumed = 0  # output tokens fed so far
 
     def _decode(self, token_ids: Sequence[int]) -> str:
         return self._tokenizer.decode(list(token_ids), skip_special_tokens=True)
 
-    def step(self, all_token_ids: Sequence[int], final: bool = False) -> str:
-        """New text since the last call; `final` flushes a held-back incomplete character."""
-        if self._read_offset >= len(all_token_ids):
+    def step(self, new_token_ids: Sequence[int], final: bool = False) -> str:
+        """Text of the tokens fed so far that was not returned yet; `final` flushes a
+        held-back incomplete character."""
+        self._window.extend(new_token_ids)
+        self.consumed += len(new_token_ids)
+        if self._read >= len(self._window):
             return ""
-        prefix = self._decode(all_token_ids[self._prefix_offset : self._read_offset])
-        full = self._decode(all_token_ids[self._prefix_offset :])
+        prefix = self._decode(self._window[: self._read])
+        full = self._decode(self._window)
         if len(full) <= len(prefix) or (full.endswith(REPLACEMENT_CHAR) and not final):
             # Nothing printable yet (a special token, or half a character): keep the window.
             return ""
-        self._prefix_offset = self._read_offset
-        self._read_offset = len(all_token_ids)
+        del self._window[: self._read]  # what was context goes; what was new becomes context
+        self._read = len(self._window)
         return full[len(prefix) :]

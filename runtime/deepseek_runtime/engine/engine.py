@@ -20,6 +20,7 @@ from deepseek_runtime.engine.config import EngineConfig
 from deepseek_runtime.engine.cpu_kernels import tune_output_head
 from deepseek_runtime.engine.output import OutputProcessor
 from deepseek_runtime.engine.protocol import (
+    ABORT_WAIT_S,
     EngineError,
     EngineObserver,
     EngineShuttingDownError,
@@ -33,7 +34,7 @@ from deepseek_runtime.engine.runner import ModelRunner
 from deepseek_runtime.engine.scheduler import Scheduler
 from deepseek_runtime.engine.sequence import Sequence
 from deepseek_runtime.engine.stream import RequestStream
-from deepseek_runtime.loading import LoadedModel
+from deepseek_runtime.model.loader import LoadedModel
 
 log = logging.getLogger(__name__)
 
@@ -94,7 +95,7 @@ class LLMEngine:
     def stats(self) -> EngineStats:
         with self._cond:
             waiting = len(self._inbox) + self.scheduler.num_waiting
-        used = sum(s.num_tokens for s in list(self.scheduler.running))
+        used = self.scheduler.kv_tokens_in_use()
         return EngineStats(
             waiting=waiting,
             running=self.scheduler.num_running,
@@ -105,7 +106,10 @@ class LLMEngine:
     async def generate(self, request: GenerationRequest) -> AsyncGenerator[GenerationDelta, None]:
         """Stream deltas; closing the iterator or cancelling the task aborts the request."""
         seq_id = next(self._ids)
-        seq = make_sequence(seq_id, request, self.max_model_len, self.vocab_size, self._eos)
+        seq = make_sequence(
+            seq_id, request, self.max_model_len, self.vocab_size, self._eos,
+            self.config.default_max_tokens,
+        )  # fmt: skip
         stream = RequestStream(
             asyncio.get_running_loop(), seq.prompt_len, self.config.stream_interval_tokens
         )
@@ -130,7 +134,7 @@ class LLMEngine:
             with self._cond:
                 self._stop = "abort"  # draining took too long: end what is left
                 self._cond.notify_all()
-            self._thread.join(timeout_s)
+            self._thread.join(ABORT_WAIT_S)  # the loop sees the abort after one step
 
     def _submit(self, seq: Sequence, stream: RequestStream) -> None:
         with self._cond:
@@ -196,8 +200,7 @@ class LLMEngine:
         """One short generation through the real path, so the first request is not slow."""
         prompt = tuple(self.tokenizer.encode("Hello")) or (self.loaded.pad_token_id,)
         request = GenerationRequest("warmup", prompt)
-        seq = make_sequence(-1, request, self.max_model_len, self.vocab_size, frozenset())
-        seq.max_tokens = min(seq.max_tokens, 2)
+        seq = make_sequence(-1, request, self.max_model_len, self.vocab_size, frozenset(), 2)
         self.outputs.muted = True
         self.scheduler.add(seq)
         while not seq.is_finished:
@@ -241,7 +244,7 @@ def build_engine(
     wait_ready: bool = True,
 ) -> LLMEngine:
     """Load a local model (None = the bundled SmolLM2 GGUF) and start an engine on it."""
-    from deepseek_runtime.loading import load_model
+    from deepseek_runtime.model.loader import load_model
 
     loaded = load_model(model_path, dtype=dtype, quantization=quantization, model_name=model_name)
     engine = LLMEngine(loaded, config, observer).start()

@@ -1,15 +1,23 @@
-"""A batched, left-padded KV cache that grows in place and lets rows join and leave.
+"""A batched, left-padded KV cache: decode steps write in place; rows join and leave by copy.
 
 transformers' DynamicLayer appends with torch.cat, which copies the whole cache every decode
 step; on a long reasoning trace that copy costs as much as the attention itself. GrowingLayer
-keeps spare capacity and writes new tokens in place; `keys`/`values` are views of the filled
-part, so attention code sees an ordinary [batch, heads, length, dim] tensor. DeepseekV3 (MLA)
-stores its compressed latent and rope key through the same interface, as one "head".
+keeps spare capacity and writes each decode step's token in place; `keys`/`values` are views of
+the filled part, so attention code sees an ordinary [batch, heads, length, dim] tensor. A row
+joining or leaving (and running out of capacity) still reallocates the buffers and copies the
+whole cache. DeepseekV3 (MLA) stores its compressed latent and rope key through the same
+interface, as one "head".
+
+Growth stops at a `LengthLimit` the runner keeps at the longest reservation among its rows
+(prompt + max_tokens): no row ever needs more, so the cache costs at most rows x that limit,
+which is what the scheduler admits against --kv-cache-tokens.
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import torch
 from transformers import DynamicCache
@@ -18,11 +26,20 @@ from transformers.cache_utils import DynamicLayer
 HEADROOM = 64  # spare tokens allocated past what is needed (at least; growth is 1.5x)
 
 
+@dataclass(slots=True)
+class LengthLimit:
+    """The most tokens any row may come to hold; 0 means no limit. Shared by all the layers
+    of the runner's caches, so the runner sets it once per step."""
+
+    tokens: int = 0
+
+
 class GrowingLayer(DynamicLayer):
     _layer_type = None  # never register in (and so replace) transformers' own layer mapping
 
-    def __init__(self, **kwargs: object) -> None:
+    def __init__(self, limit: LengthLimit | None = None, **kwargs: object) -> None:
         super().__init__(**kwargs)
+        self.limit = limit or LengthLimit()
         self._length = 0
         self._k_buf: torch.Tensor | None = None
         self._v_buf: torch.Tensor | None = None
@@ -60,7 +77,8 @@ class GrowingLayer(DynamicLayer):
         """Stack `keys`/`values` parts along the batch, each right-aligned (left-padded with
         zeros, which the attention mask hides) to `length`, into fresh buffers with room."""
         capacity = max(length, needed)
-        capacity += max(HEADROOM, capacity // 2)
+        grown = capacity + max(HEADROOM, capacity // 2)
+        capacity = min(grown, max(self.limit.tokens, capacity)) if self.limit.tokens else grown
         rows = sum(k.shape[0] for k in keys)
         k0, v0 = keys[0], values[0]
         self._k_buf = k0.new_zeros((rows, k0.shape[1], capacity, k0.shape[-1]))
@@ -80,11 +98,25 @@ class GrowingLayer(DynamicLayer):
         self.values = self._v_buf[..., :length, :]
 
 
-def new_cache() -> DynamicCache:
+def new_cache(limit: LengthLimit | None = None) -> DynamicCache:
     """An empty cache whose layers (created lazily, one per model layer) are GrowingLayers."""
     cache = DynamicCache()
-    cache.layer_class_to_replicate = GrowingLayer
+    # transformers only calls it, with no arguments, to make each new layer.
+    cache.layer_class_to_replicate = functools.partial(GrowingLayer, limit)  # type: ignore[assignment]
     return cache
+
+
+def allocated(cache: DynamicCache) -> tuple[int, int]:
+    """(token slots, bytes) the cache's buffers hold: rows x capacity per layer, and the bytes
+    of every layer's key and value buffers."""
+    slots, nbytes = 0, 0
+    for layer in layers(cache):
+        for buf in (layer._k_buf, layer._v_buf):
+            if buf is not None:
+                nbytes += buf.numel() * buf.element_size()
+        if layer._k_buf is not None:
+            slots = max(slots, layer._k_buf.shape[0] * layer._k_buf.shape[-2])
+    return slots, nbytes
 
 
 def filled(layer: GrowingLayer) -> tuple[list[torch.Tensor], list[torch.Tensor]]:

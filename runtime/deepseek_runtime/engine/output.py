@@ -7,7 +7,7 @@ import time
 from typing import Any
 
 from deepseek_runtime.engine.detokenizer import IncrementalDetokenizer
-from deepseek_runtime.engine.protocol import EngineError, EngineObserver
+from deepseek_runtime.engine.protocol import EngineError, EngineObserver, FinishedRequest
 from deepseek_runtime.engine.requests import notify
 from deepseek_runtime.engine.scheduler import ScheduledBatch
 from deepseek_runtime.engine.sequence import Sequence
@@ -39,9 +39,10 @@ class OutputProcessor:
     def _emit(self, seq: Sequence) -> None:
         detok = self._detokenizers.get(seq.seq_id)
         if detok is None:
-            detok = IncrementalDetokenizer(self.tokenizer, seq.prompt_len)
+            detok = IncrementalDetokenizer(self.tokenizer, seq.prompt_token_ids)
             self._detokenizers[seq.seq_id] = detok
-        seq.add_text(detok.step(seq.all_token_ids, final=seq.is_finished))
+        new = seq.output_token_ids[detok.consumed :]  # the step's token: no copy of the rest
+        seq.add_text(detok.step(new, final=seq.is_finished))
         stream = self.streams.get(seq.seq_id)
         if stream is None:
             return
@@ -57,8 +58,9 @@ class OutputProcessor:
             self.streams.pop(seq.seq_id, None)
             self._detokenizers.pop(seq.seq_id, None)
             if seq.finish_reason is not None:
-                self._notify("on_finish", seq.prompt_len, len(seq.output_token_ids),
-                             now - seq.arrival_time, seq.finish_reason)  # fmt: skip
+                finished = FinishedRequest(seq.prompt_len, len(seq.output_token_ids),
+                                           now - seq.arrival_time, seq.finish_reason)  # fmt: skip
+                self._notify("on_finish", finished)
 
     def abort(self, seq_id: int, seq: Sequence | None, deliver: bool) -> None:
         """A sequence was aborted: tell its consumer (at shutdown) or not (it left), then forget."""

@@ -13,6 +13,9 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
 FinishReason = Literal["stop", "length", "abort", "content_filter"]
+# How long Engine.shutdown waits, after its drain time, for the aborts to end the engine's
+# thread (one step at most).
+ABORT_WAIT_S = 5.0
 
 
 class EngineError(Exception):
@@ -32,7 +35,8 @@ class QueueFullError(EngineError):
 
 
 class PromptTooLongError(EngineError):
-    """Prompt plus max_tokens exceeds the model's context: answer 400."""
+    """The prompt leaves no room, or prompt plus an explicit max_tokens exceeds the model's
+    context: answer 400 (the message names the numbers)."""
 
     status_code = 400
 
@@ -49,9 +53,15 @@ class EngineShuttingDownError(EngineError):
     status_code = 503
 
 
+# Below these, sampling IS greedy decoding, and dividing logits by such a temperature (or
+# renormalizing such a nucleus) overflows float32 to inf/NaN: such requests decode greedily.
+GREEDY_BELOW_TEMPERATURE = 1e-5
+GREEDY_BELOW_TOP_P = 1e-6
+
+
 @dataclass(slots=True, frozen=True)
 class SamplingParams:
-    max_tokens: int = 256
+    max_tokens: int | None = None  # None: the rest of the context, at most the server's default
     temperature: float = 1.0  # 0 means greedy
     top_p: float = 1.0
     top_k: int = 0  # 0 means no top-k cut
@@ -60,7 +70,7 @@ class SamplingParams:
     ignore_eos: bool = False
 
     def __post_init__(self) -> None:
-        if self.max_tokens < 1:
+        if self.max_tokens is not None and self.max_tokens < 1:
             raise InvalidRequestError("max_tokens must be at least 1")
         if not 0.0 <= self.temperature <= 2.0:
             raise InvalidRequestError("temperature must be between 0 and 2")
@@ -70,6 +80,14 @@ class SamplingParams:
             raise InvalidRequestError("top_k must be >= 0")
         if len(self.stop) > 16:
             raise InvalidRequestError("at most 16 stop strings")
+
+    @property
+    def greedy(self) -> bool:
+        return (
+            self.temperature < GREEDY_BELOW_TEMPERATURE
+            or self.top_p < GREEDY_BELOW_TOP_P
+            or self.top_k == 1
+        )
 
 
 @dataclass(slots=True, frozen=True)
@@ -95,7 +113,17 @@ class EngineStats:
     waiting: int  # the HPA's queue gauge: requests admitted but not yet scheduled
     running: int
     max_running: int
-    kv_cache_usage: float  # 0..1 of the token budget the runner holds for KV
+    kv_cache_usage: float  # 0..1 of the KV token budget: rows x the longest row, now
+
+
+@dataclass(slots=True, frozen=True)
+class FinishedRequest:
+    """What the engine reports about a request it has finished (or aborted)."""
+
+    prompt_tokens: int
+    completion_tokens: int
+    seconds_since_arrival: float
+    finish_reason: FinishReason
 
 
 class EngineObserver(Protocol):
@@ -103,13 +131,7 @@ class EngineObserver(Protocol):
 
     def on_step(self, batch_size: int, prefill_tokens: int, decode_tokens: int) -> None: ...
     def on_first_token(self, seconds_since_arrival: float) -> None: ...
-    def on_finish(
-        self,
-        prompt_tokens: int,
-        completion_tokens: int,
-        seconds_since_arrival: float,
-        finish_reason: FinishReason,
-    ) -> None: ...
+    def on_finish(self, finished: FinishedRequest) -> None: ...
 
 
 class Engine(Protocol):
@@ -120,4 +142,7 @@ class Engine(Protocol):
     def generate(self, request: GenerationRequest) -> AsyncIterator[GenerationDelta]: ...
     def stats(self) -> EngineStats: ...
     def is_ready(self) -> bool: ...
-    def shutdown(self, drain: bool = True, timeout_s: float = 30.0) -> None: ...
+    def shutdown(self, drain: bool = True, timeout_s: float = 30.0) -> None:
+        """Stop admitting; let in-flight requests finish for up to timeout_s (drain) or not,
+        then abort the rest (their streams end with "abort"): returns within about
+        timeout_s + ABORT_WAIT_S."""

@@ -29,6 +29,8 @@ class ModelRunner:
         self.device = next(model.parameters()).device
         self.pad_token_id = pad_token_id
         self._rows: list[int] = []  # seq_id of each cache row
+        self._reservations: dict[int, int] = {}  # seq_id -> prompt + max_tokens
+        self._limit = kvcache.LengthLimit()  # caps the cache's growth (kvcache.py)
         self._cache: DynamicCache | None = None
         self._mask: torch.Tensor | None = None  # [rows, cache length], 1 = real token
         self._generators: dict[int, torch.Generator | None] = {}
@@ -42,6 +44,13 @@ class ModelRunner:
     def num_rows(self) -> int:
         """Sequences whose KV the runner holds (0 once everything finished or was aborted)."""
         return len(self._rows)
+
+    def allocated(self) -> tuple[int, int]:
+        """(token slots, bytes) the KV cache holds now: at most rows x the longest reservation."""
+        return kvcache.allocated(self._cache) if self._cache is not None else (0, 0)
+
+    def _set_limit(self) -> None:
+        self._limit.tokens = max(self._reservations.values(), default=0)
 
     @torch.inference_mode()
     def run(self, batch: ScheduledBatch) -> list[int]:
@@ -58,7 +67,10 @@ class ModelRunner:
             mask[row, longest - seq.prompt_len :] = 1
         mask = mask.to(self.device)
         positions = (mask.cumsum(-1) - 1).clamp(min=0)
-        cache = kvcache.new_cache()
+        for seq in seqs:
+            self._reservations[seq.seq_id] = seq.kv_reservation
+        self._set_limit()
+        cache = kvcache.new_cache(self._limit)
         logits = self._forward(input_ids.to(self.device), mask, positions, cache)
         for seq in seqs:
             self._generators[seq.seq_id] = sampling.make_generator(seq.params, self.device)
@@ -86,6 +98,8 @@ class ModelRunner:
         gone = set(seq_ids) & set(self._rows)
         for seq_id in seq_ids:
             self._generators.pop(seq_id, None)
+            self._reservations.pop(seq_id, None)
+        self._set_limit()
         if not gone or self._mask is None or self._cache is None:
             return
         keep = [i for i, seq_id in enumerate(self._rows) if seq_id not in gone]
@@ -103,6 +117,7 @@ class ModelRunner:
         """Forget every row (after a failed step left the cache in an unknown state)."""
         self._rows, self._cache, self._mask = [], None, None
         self._generators.clear()
+        self._reservations.clear()
 
     def _forward(
         self,

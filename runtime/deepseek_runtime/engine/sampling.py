@@ -1,5 +1,8 @@
 """Next-token choice per row: greedy, or temperature / top-k / top-p with a per-request generator.
 
+What counts as greedy (including temperatures and nuclei too small to sample from) is
+SamplingParams.greedy, in protocol.py.
+
 Each sampled row draws from its own torch.Generator, so a seeded request gets the same tokens
 whatever else shares its batch.
 """
@@ -13,18 +16,10 @@ import torch
 from deepseek_runtime.engine.cpu_kernels import argmax_rows
 from deepseek_runtime.engine.protocol import SamplingParams
 
-# Below these, float32 arithmetic turns logits into inf/NaN; they mean "greedy" anyway.
-MIN_TEMPERATURE = 1e-5
-MIN_TOP_P = 1e-6
-
-
-def is_greedy(params: SamplingParams) -> bool:
-    return params.temperature < MIN_TEMPERATURE or params.top_k == 1
-
 
 def make_generator(params: SamplingParams, device: torch.device) -> torch.Generator | None:
     """A seeded generator for a seeded request; None means the runner's shared one."""
-    if params.seed is None or is_greedy(params):
+    if params.seed is None or params.greedy:
         return None
     return torch.Generator(device=device).manual_seed(params.seed)
 
@@ -51,14 +46,14 @@ def sample(
 ) -> list[int]:
     """One token id per row of `logits` ([rows, vocab])."""
     chosen: list[int] = argmax_rows(logits).tolist()
-    rows = [i for i, p in enumerate(params) if not is_greedy(p)]
+    rows = [i for i, p in enumerate(params) if not p.greedy]
     if not rows:
         return chosen
     device = logits.device
     sub = logits[rows].float()
     temperature = torch.tensor([params[i].temperature for i in rows], device=device)
     top_k = torch.tensor([params[i].top_k for i in rows], device=device)
-    top_p = torch.tensor([params[i].top_p for i in rows], device=device).clamp(min=MIN_TOP_P)
+    top_p = torch.tensor([params[i].top_p for i in rows], device=device)
     sorted_logits, sorted_ids = filter_logits(sub / temperature.unsqueeze(-1), top_k, top_p)
     probs = sorted_logits.softmax(dim=-1)
     for j, i in enumerate(rows):

@@ -1,13 +1,21 @@
 """Which sequences prefill and which decode, each step, within the limits. No torch here.
 
 Prefill goes first (as in nano-vllm): a step either admits waiting sequences and runs their
-prompts, or decodes one token for every running sequence. Admission reserves a sequence's whole
-KV need (prompt + max_tokens), so a running sequence never has to be preempted.
+prompts, or decodes one token for every running sequence.
+
+Admission bounds what the runner's KV cache really costs, so a running sequence never has to
+be preempted: that cache is one left-padded tensor in which every row is as long as the
+longest, and it grows up to (never past) the longest row's reservation, prompt + max_tokens
+(runner.py, kvcache.py). So the running set costs at most rows x the longest reservation
+(`padded_kv_tokens`), and that must fit in --kv-cache-tokens. A paged cache (planned, with
+prefix reuse) would cost the sum of the reservations instead: only this function and the
+runner would change.
 """
 
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Sequence as Sequence_
 from dataclasses import dataclass, field
 
 from deepseek_runtime.engine.sequence import Sequence, SequenceStatus
@@ -28,6 +36,11 @@ class ScheduledBatch:
         return len(self.prefill) * max((s.prompt_len for s in self.prefill), default=0)
 
 
+def padded_kv_tokens(seqs: Sequence_[Sequence]) -> int:
+    """KV tokens the runner's left-padded cache may come to hold for `seqs`, growth included."""
+    return len(seqs) * max((s.kv_reservation for s in seqs), default=0)
+
+
 class Scheduler:
     def __init__(self, max_num_seqs: int, max_num_batched_tokens: int, kv_cache_tokens: int):
         self.max_num_seqs = max_num_seqs
@@ -35,7 +48,16 @@ class Scheduler:
         self.kv_cache_tokens = kv_cache_tokens
         self.waiting: deque[Sequence] = deque()
         self.running: list[Sequence] = []
-        self.reserved_tokens = 0
+
+    @property
+    def reserved_tokens(self) -> int:
+        """What the running set may come to cost in the KV cache (see the module's note)."""
+        return padded_kv_tokens(self.running)
+
+    def kv_tokens_in_use(self) -> int:
+        """The padded cache's filled part now: rows x the longest row."""
+        running = list(self.running)  # stats() reads this from other threads
+        return len(running) * max((s.num_tokens for s in running), default=0)
 
     @property
     def num_waiting(self) -> int:
@@ -44,10 +66,6 @@ class Scheduler:
     @property
     def num_running(self) -> int:
         return len(self.running)
-
-    @property
-    def kv_tokens_used(self) -> int:
-        return sum(s.num_tokens for s in self.running)
 
     def has_work(self) -> bool:
         return bool(self.waiting or self.running)
@@ -72,14 +90,13 @@ class Scheduler:
         longest = 0
         while self.waiting and len(self.running) + len(admitted) < self.max_num_seqs:
             seq = self.waiting[0]
-            if self.reserved_tokens + seq.kv_reservation > self.kv_cache_tokens:
+            if padded_kv_tokens([*self.running, *admitted, seq]) > self.kv_cache_tokens:
                 break  # FIFO: later, smaller requests do not overtake the head
             padded = (len(admitted) + 1) * max(longest, seq.prompt_len)
             # A prompt longer than the whole budget still runs, alone, rather than never.
             if admitted and padded > self.max_num_batched_tokens:
                 break
             self.waiting.popleft()
-            self.reserved_tokens += seq.kv_reservation
             seq.status = SequenceStatus.RUNNING
             longest = max(longest, seq.prompt_len)
             admitted.append(seq)
@@ -95,11 +112,10 @@ class Scheduler:
             seq.append_token(token_id)
 
     def reap(self) -> list[Sequence]:
-        """Remove finished sequences from the running set and free their reservation."""
+        """Remove finished sequences from the running set (their KV is freed with them)."""
         finished = [s for s in self.running if s.is_finished]
         if finished:
             self.running = [s for s in self.running if not s.is_finished]
-            self.reserved_tokens -= sum(s.kv_reservation for s in finished)
         return finished
 
     def abort(self, seq_id: int) -> Sequence | None:
@@ -112,7 +128,6 @@ class Scheduler:
         for seq in self.running:
             if seq.seq_id == seq_id:
                 self.running.remove(seq)
-                self.reserved_tokens -= seq.kv_reservation
                 seq.finish("abort")
                 return seq
         return None

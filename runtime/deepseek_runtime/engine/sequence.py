@@ -19,12 +19,13 @@ class StopText:
     """Output text with stop strings cut off and a hold-back so emitted text is never retracted.
 
     While stop strings are set, the last `len(longest stop) - 1` characters stay unsent: they
-    could be the start of a stop string that the next token completes.
+    could be the start of a stop string that the next token completes. Only unsent text is
+    kept (sent text can no longer start a match), so each token costs the same however long
+    the output grows.
     """
 
     stops: tuple[str, ...] = ()
-    text: str = ""
-    sent: int = 0  # characters of `text` already handed to the consumer
+    pending: str = ""  # generated text not yet handed to the consumer
 
     @property
     def holdback(self) -> int:
@@ -33,18 +34,17 @@ class StopText:
     def add(self, delta: str) -> bool:
         """Append text; return True (and cut the text before it) when a stop string appears."""
         # No stop string matched before, so a new match must end inside `delta`.
-        start = max(0, len(self.text) - self.holdback)
-        self.text += delta
-        found = [i for i in (self.text.find(s, start) for s in self.stops if s) if i >= 0]
+        start = max(0, len(self.pending) - self.holdback)
+        self.pending += delta
+        found = [i for i in (self.pending.find(s, start) for s in self.stops if s) if i >= 0]
         if not found:
             return False
-        self.text = self.text[: min(found)]
+        self.pending = self.pending[: min(found)]
         return True
 
     def take(self, final: bool) -> str:
-        end = len(self.text) if final else max(self.sent, len(self.text) - self.holdback)
-        out = self.text[self.sent : end]
-        self.sent = end
+        end = len(self.pending) if final else max(0, len(self.pending) - self.holdback)
+        out, self.pending = self.pending[:end], self.pending[end:]
         return out
 
 
@@ -85,10 +85,6 @@ class Sequence:
     @property
     def last_token_id(self) -> int:
         return self.output_token_ids[-1] if self.output_token_ids else self.prompt_token_ids[-1]
-
-    @property
-    def all_token_ids(self) -> list[int]:
-        return [*self.prompt_token_ids, *self.output_token_ids]
 
     @property
     def is_finished(self) -> bool:

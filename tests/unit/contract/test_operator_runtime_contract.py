@@ -14,8 +14,9 @@ import yaml
 from deepseek_operator.api import parse_spec
 from deepseek_operator.gpu_choice import plan_for_spec
 from deepseek_operator.manifests import Target, config_map, deployment
-from deepseek_runtime.cli import build_parser
-from deepseek_runtime.config import load_settings
+from deepseek_runtime.server.cli import build_parser
+from deepseek_runtime.server.drain import SHUTDOWN_MARGIN_S
+from deepseek_runtime.server.settings import ServerSettings, load_settings
 
 ROOT = Path(__file__).resolve().parents[3]
 EXAMPLES = sorted((ROOT / "examples").glob("*.yaml"))
@@ -52,3 +53,13 @@ def test_runtime_parses_the_containers_arguments(example: Path) -> None:
         assert init["command"][0] == "deepseek-runtime"
         verify = build_parser().parse_args(init["command"][1:])
         assert verify.command == "verify-manifest"
+
+
+@pytest.mark.parametrize("example", EXAMPLES, ids=lambda p: p.name)
+def test_the_runtime_drains_within_the_grace_period_the_operator_gives(example: Path) -> None:
+    """Kubernetes kills a pod terminationGracePeriodSeconds after SIGTERM: the runtime's whole
+    shutdown (its default drain budget plus what a shutdown adds) must end before that."""
+    pod = deployment(target_of(example))["spec"]["template"]["spec"]
+    grace = pod["terminationGracePeriodSeconds"]
+    drain = ServerSettings().drain_timeout_s
+    assert drain + SHUTDOWN_MARGIN_S <= grace, (drain, SHUTDOWN_MARGIN_S, grace)
