@@ -11,7 +11,7 @@ from typing import Any
 
 import yaml
 
-from deepseek_operator.api import API_VERSION, KIND, Quantization
+from deepseek_operator.api import API_VERSION, DEFAULT_MAX_NODES, KIND, Quantization
 from deepseek_operator.catalog import GPUS, facts_from_directory, find_gpu, find_model
 from deepseek_operator.crd import crd_yaml
 from deepseek_operator.manifests import children
@@ -50,7 +50,13 @@ def main(argv: list[str] | None = None) -> int:
     size.add_argument("--gpu", default="NVIDIA-H100-80GB-HBM3", help="GPU product")
     size.add_argument("--max-model-len", type=int, default=None)
     size.add_argument("--concurrency", type=int, default=32)
-    size.add_argument("--max-per-node", type=int, default=8)
+    size.add_argument("--max-per-node", type=int, default=8, help="GPUs one node offers")
+    size.add_argument(
+        "--max-nodes",
+        type=int,
+        default=DEFAULT_MAX_NODES,
+        help="most nodes per replica (a LeaderWorkerSet group); 1: one node only",
+    )
     size.add_argument("--json", action="store_true")
 
     sub.add_parser("crd", help="print the CustomResourceDefinition")
@@ -134,6 +140,7 @@ def _size(args: argparse.Namespace) -> int:
             max_model_len=args.max_model_len,
             concurrency=args.concurrency,
             max_per_node=args.max_per_node,
+            max_nodes=args.max_nodes,
         )
     except SizingError as exc:
         if args.json:

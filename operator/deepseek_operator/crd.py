@@ -135,7 +135,14 @@ def crd() -> dict[str, Any]:
                             "name": "GPUs",
                             "type": "integer",
                             "jsonPath": ".status.gpus",
-                            "description": "GPUs per replica",
+                            "description": "GPUs per pod",
+                        },
+                        {
+                            "name": "Nodes",
+                            "type": "integer",
+                            "jsonPath": ".status.nodes",
+                            "description": "Nodes per replica: one pod on each (more than 1: a "
+                            "LeaderWorkerSet group)",
                         },
                         {"name": "Ready", "type": "string", "jsonPath": ".status.ready"},
                         {"name": "Phase", "type": "string", "jsonPath": ".status.phase"},
@@ -152,7 +159,8 @@ def crd() -> dict[str, Any]:
                             "type": "object",
                             "description": "A private, GPU-sized deployment of a DeepSeek model: "
                             "the operator sizes GPUs from the model and its quantization and "
-                            "reconciles the Deployment, Service, autoscaler and isolation.",
+                            "reconciles the Deployment (or, for a model larger than one node, "
+                            "the LeaderWorkerSet), Service, autoscaler and isolation.",
                             "required": ["spec"],
                             "x-kubernetes-validations": [NAME_RULE],
                             "properties": {

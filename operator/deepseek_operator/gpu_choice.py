@@ -3,7 +3,8 @@
 The product the user names, else the memory the user names, else the GPUs the cluster's nodes
 advertise (their ``nvidia.com/gpu.product`` labels, read by the reconcile layer), else a stated
 assumption. A product is only pinned when the user named it, or when only some of the
-cluster's products can serve the model; the GpuPlanned condition says which and why.
+cluster's products can serve the model; the GpuPlanned condition says which and why. Products
+that serve the model on one node are preferred to products that would need a group of nodes.
 """
 
 from __future__ import annotations
@@ -19,7 +20,14 @@ from deepseek_operator.catalog import (
     find_gpu,
     find_model,
 )
-from deepseek_operator.sizing import GpuPlan, SizingError, check_product, plan
+from deepseek_operator.sizing import (
+    GpuPlan,
+    Limits,
+    SizingError,
+    check_product,
+    plan,
+    split_count,
+)
 
 ASSUMED = GPUS["nvidia-h100-80gb-hbm3"]  # the most common datacenter GPU, when nothing says
 
@@ -50,6 +58,7 @@ def plan_for_spec(
                 "cannot be sized: set resources.gpu.count",
                 "spec.resources.gpu.count",
             )
+        split_count(count, Limits.of(gpu_spec))  # a count that spans nodes must fill them
         return None
     if product is not None:
         check_product(product, facts, spec.quantization)
@@ -93,11 +102,16 @@ def _plan_for_cluster(
             f"serve it: {last}",
             last.field_path,
         )
+    one_node = [(g, p) for g, p in fitting if p.nodes == 1]
+    # A group of nodes only when no product serves the model on one: a model sized for a group
+    # of small GPUs would otherwise take whole nodes of the large ones.
+    where = " on one node" if one_node and len(one_node) < len(fitting) else ""
+    fitting = one_node or fitting
     smallest, chosen = fitting[0]
     allowed = tuple(sorted(g.product for g, _ in fitting))
     basis = (
         f"Sized for {smallest.product}, the smallest GPU this cluster's nodes advertise "
-        f"({', '.join(products)}) that can serve it"
+        f"({', '.join(products)}) that can serve it{where}"
     )
     if allowed != tuple(products):
         basis += f"; the pods run only on {', '.join(allowed)}"
@@ -125,4 +139,5 @@ def _plan(
         concurrency=spec.runtime.max_concurrent_sequences,
         count=None if gpu_spec.count == "auto" else int(gpu_spec.count),
         max_per_node=gpu_spec.max_per_node,
+        max_nodes=gpu_spec.max_nodes,
     )

@@ -66,6 +66,8 @@ def reconcile(body: kopf.Body, memo: kopf.Memo, logger: kopf.Logger, **_: Any) -
 
 
 @kopf.on.event("apps", "v1", "deployments", labels=OWNED)
+# Watched once its CRD exists (kopf follows CRDs as they come and go).
+@kopf.on.event("leaderworkerset.x-k8s.io", "v1", "leaderworkersets", labels=OWNED)
 @kopf.on.event("autoscaling", "v2", "horizontalpodautoscalers", labels=OWNED)
 def status_source_event(event: kopf.RawEvent, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     """The status reports on these: refresh it; bring the child back if it was deleted."""

@@ -31,6 +31,7 @@ PLURALS: dict[tuple[str, str], str] = {
     ("v1", "Node"): "nodes",
     ("v1", "Event"): "events",
     ("apps/v1", "Deployment"): "deployments",
+    ("leaderworkerset.x-k8s.io/v1", "LeaderWorkerSet"): "leaderworkersets",
     ("policy/v1", "PodDisruptionBudget"): "poddisruptionbudgets",
     ("autoscaling/v2", "HorizontalPodAutoscaler"): "horizontalpodautoscalers",
     ("networking.k8s.io/v1", "NetworkPolicy"): "networkpolicies",

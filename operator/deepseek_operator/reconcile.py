@@ -6,7 +6,8 @@ child whole (server-side apply, so a second run is a no-op and a restart is harm
 optional children no longer wanted, then reads the children (``observe``) and writes the status
 ``status.status_of`` computes from them, with an Event for each new problem. ``refresh_status``
 does the last two steps alone. Bad input never touches the children: it becomes
-``Ready=False, reason SpecInvalid``.
+``Ready=False, reason SpecInvalid``. Neither does a plan of several nodes per replica in a
+cluster that does not serve LeaderWorkerSets: ``Ready=False, reason LeaderWorkerSetNotInstalled``.
 """
 
 from __future__ import annotations
@@ -24,13 +25,24 @@ from deepseek_operator.api import error_fields as spec_errors
 from deepseek_operator.catalog import PRODUCT_LABEL, GpuProduct, advertised_gpus
 from deepseek_operator.gpu_choice import plan_for_spec
 from deepseek_operator.kube import KindNotInstalled, Kube, KubeError
-from deepseek_operator.manifests import Target, children, optional_children, selector
+from deepseek_operator.manifests import (
+    DEPLOYMENT,
+    LEADER_WORKER_SET,
+    MAX_GROUP_NAME_LENGTH,
+    Target,
+    children,
+    optional_children,
+    selector,
+)
 from deepseek_operator.sizing import SizingError
 
 log = logging.getLogger(__name__)
 
-# Children that exist only for some specs; anything here but not desired is deleted.
+# Children that exist only for some specs or plans (the pods run in a Deployment or, for a
+# replica of several nodes, a LeaderWorkerSet); anything here but not desired is deleted.
 OPTIONAL_KINDS = [
+    DEPLOYMENT,
+    LEADER_WORKER_SET,
     ("autoscaling/v2", "HorizontalPodAutoscaler"),
     ("keda.sh/v1alpha1", "ScaledObject"),
     ("monitoring.coreos.com/v1", "ServiceMonitor"),
@@ -81,7 +93,14 @@ def validate(
         plan = plan_for_spec(spec, cluster_gpus=offered)
     except SizingError as exc:
         return None, [f"{exc.field_path}: {exc}"]
-    return Target(meta["name"], meta["namespace"], spec, plan), []
+    target = Target(meta["name"], meta["namespace"], spec, plan)
+    if target.nodes > 1 and len(target.name) > MAX_GROUP_NAME_LENGTH:
+        return None, [
+            f"metadata.name: {target.nodes} nodes per replica run as a LeaderWorkerSet, whose "
+            f"pods' names (NAME-GROUP-WORKER) allow a name of at most {MAX_GROUP_NAME_LENGTH} "
+            f"characters; {target.name!r} has {len(target.name)}"
+        ]
+    return target, []
 
 
 def read_cluster_gpus(kube: Kube) -> list[GpuProduct] | None:
@@ -134,18 +153,34 @@ def reconcile(kube: Kube, body: dict[str, Any]) -> Outcome:
         write_status(kube, body, invalid)
         return Outcome(False, message)
 
-    deployment = apply_children(kube, target, owner_reference(body))
-    observed = observe(kube, target, deployment)
+    if workload_served(kube, target):
+        workload = apply_children(kube, target, owner_reference(body))
+        observed = observe(kube, target, workload)
+    else:
+        observed = observe(kube, target, None)  # its status says what to install
     write_status(kube, body, st.status_of(target, observed, old, generation))
     summary = target.plan.summary() if target.plan else "GPU count given; model not sized"
     return Outcome(True, summary)
 
 
+def workload_served(kube: Kube, target: Target) -> bool:
+    """Whether the cluster serves the kind that would run the pods (a LeaderWorkerSet needs its
+    CRD). When it does not, nothing is applied nor deleted: the children of an earlier spec
+    keep serving, and a new resource gets no half of its children."""
+    if target.workload == DEPLOYMENT:
+        return True
+    try:
+        kube.get(*target.workload, target.namespace, target.name)
+    except KindNotInstalled:
+        return False
+    return True
+
+
 def apply_children(kube: Kube, target: Target, owner: dict[str, Any]) -> dict[str, Any] | None:
-    """Apply every desired child whole and delete optional ones no longer wanted; returns the
-    Deployment as applied. A kind the cluster does not serve is skipped (observe() finds it
-    again, and the status says so)."""
-    deployment = None
+    """Apply every desired child whole and delete optional ones no longer wanted (the other
+    workload kind among them); returns the workload as applied. A kind the cluster does not
+    serve is skipped (observe() finds it again, and the status says so)."""
+    workload = None
     desired = children(target)
     for child in desired:
         child["metadata"]["ownerReferences"] = [owner]
@@ -153,26 +188,30 @@ def apply_children(kube: Kube, target: Target, owner: dict[str, Any]) -> dict[st
             applied = kube.apply(child)
         except KindNotInstalled:
             continue
-        if child["kind"] == "Deployment":
-            deployment = applied
+        if (child["apiVersion"], child["kind"]) == target.workload:
+            workload = applied
     wanted = {(c["apiVersion"], c["kind"]) for c in desired}
     for api_version, kind in OPTIONAL_KINDS:
         if (api_version, kind) not in wanted:
             kube.delete(api_version, kind, target.namespace, target.name)
-    return deployment
+    return workload
 
 
-def observe(kube: Kube, target: Target, deployment: dict[str, Any] | None) -> st.Observed:
-    """Read what the status is computed from: the Deployment (as just applied, when given),
-    its pods when the status needs them (integrity, or pods not ready: their reasons), and the
+def observe(kube: Kube, target: Target, workload: dict[str, Any] | None) -> st.Observed:
+    """Read what the status is computed from: the workload (as just applied, when given), its
+    pods when the status needs them (integrity, or pods not ready: their reasons), and the
     optional children the spec asks for."""
     namespace, name = target.namespace, target.name
-    if deployment is None:
-        deployment = kube.get("apps/v1", "Deployment", namespace, name)
+    unserved = set()
+    if workload is None:
+        try:
+            workload = kube.get(*target.workload, namespace, name)
+        except KindNotInstalled:
+            unserved.add(target.workload[1])
     pods = []
-    if target.spec.model.integrity is not None or not _all_ready(deployment):
+    if target.spec.model.integrity is not None or not _all_ready(workload):
         pods = kube.list("v1", "Pod", namespace, selector(name))
-    autoscaler, unserved = None, set()
+    autoscaler = None
     for child in optional_children(target):
         try:
             found = kube.get(child["apiVersion"], child["kind"], namespace, name)
@@ -181,7 +220,7 @@ def observe(kube: Kube, target: Target, deployment: dict[str, Any] | None) -> st
             continue
         if child["kind"] != "ServiceMonitor":
             autoscaler = found
-    return st.Observed(deployment, pods, autoscaler, frozenset(unserved))
+    return st.Observed(workload, pods, autoscaler, frozenset(unserved))
 
 
 def refresh_status(kube: Kube, body: dict[str, Any]) -> dict[str, Any] | None:
@@ -211,11 +250,11 @@ def write_status(kube: Kube, body: dict[str, Any], new: dict[str, Any]) -> None:
             log.warning("could not post event %s on %s/%s: %s", reason, *_key(meta), exc)
 
 
-def _all_ready(deployment: dict[str, Any] | None) -> bool:
-    if deployment is None:
+def _all_ready(workload: dict[str, Any] | None) -> bool:
+    if workload is None:
         return True  # no pods to ask
-    desired = (deployment.get("spec") or {}).get("replicas", 1)
-    return int((deployment.get("status") or {}).get("readyReplicas") or 0) >= int(desired or 0)
+    desired = (workload.get("spec") or {}).get("replicas", 1)
+    return int((workload.get("status") or {}).get("readyReplicas") or 0) >= int(desired or 0)
 
 
 def _key(meta: dict[str, Any]) -> tuple[str, str]:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from deepseek_operator.api import DEFAULT_MAX_NODES
 from deepseek_operator.catalog import GPUS, MODELS
 from deepseek_operator.crd import crd
 from deepseek_operator.sizing import DEFAULT_MAX_MODEL_LEN, SizingError, check_product, plan
@@ -38,15 +39,14 @@ def _cell(model_id: str, quantization: str, product: str) -> str:
     gpu = GPUS[product.lower()]
     try:
         check_product(gpu, model, quantization)
-        return str(
-            plan(
-                model,
-                quantization,
-                gpu_memory_gib=gpu.memory_gib,
-                product=gpu.product,
-                concurrency=CONCURRENCY,
-            ).gpus
-        )
+        return plan(
+            model,
+            quantization,
+            gpu_memory_gib=gpu.memory_gib,
+            product=gpu.product,
+            concurrency=CONCURRENCY,
+            max_nodes=DEFAULT_MAX_NODES,
+        ).layout()
     except SizingError as exc:
         return "x" if "FP8" in str(exc) else "-"
 
@@ -68,9 +68,11 @@ def sizing_table() -> str:
         )
     note = (
         f"Each cell: GPUs per replica in {' / '.join(SIZING_QUANTIZATIONS)}, for "
-        f"{CONCURRENCY} concurrent sequences of {DEFAULT_MAX_MODEL_LEN} tokens. `-`: more "
-        "than one 8-GPU node; `x`: the GPU has no FP8 tensor cores. Reproduce any cell with "
-        "`deepseek-operator size MODEL -q Q --gpu PRODUCT`."
+        f"{CONCURRENCY} concurrent sequences of {DEFAULT_MAX_MODEL_LEN} tokens. `8x4`: 8 GPUs "
+        "on each of 4 nodes, a LeaderWorkerSet group per replica; `-`: more than "
+        f"{DEFAULT_MAX_NODES} nodes of 8 GPUs (`resources.gpu.maxNodes`); `x`: the GPU has no "
+        "FP8 tensor cores. Reproduce any cell with `deepseek-operator size MODEL -q Q --gpu "
+        "PRODUCT`."
     )
     return "\n".join([*lines, "", note])
 

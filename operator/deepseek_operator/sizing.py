@@ -4,15 +4,16 @@ Memory per GPU = weights / TP + KV cache / TP + runtime overhead, and it must fi
 share of the GPU's memory. The KV cache is reserved for ``concurrency`` sequences at the full
 context length, so admission never has to preempt: per-head K and V for the Qwen/Llama
 R1-Distill models, the compressed MLA latent (kv_lora_rank + rope dims) for DeepSeek-V2/V3/R1.
-The tensor-parallel degree is the smallest power of two that fits, divides the attention heads
-and stays within one node.
+The tensor-parallel degree is the smallest that fits and divides the attention heads: a power of
+two within one node, else a group of whole nodes (a LeaderWorkerSet: every pod takes all
+``max_per_node`` GPUs of its node, so TP = max_per_node x nodes), at most ``max_nodes`` of them.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from deepseek_operator.api import GpuPlanStatus, Quantization
+from deepseek_operator.api import GpuPlanStatus, GpuSpec, Quantization
 from deepseek_operator.catalog import GIB, GPUS, GpuProduct, ModelFacts, find_model
 
 USABLE_FRACTION = 0.90  # of GPU memory; the rest is the allocator's and the driver's slack
@@ -47,8 +48,8 @@ class GpuPlan:
     quantization: str
     product: str | None
     gpu_memory_gib: float | None
-    gpus: int
-    tensor_parallel: int
+    gpus_per_node: int  # what each pod requests
+    nodes: int  # pods per replica: more than 1 is a LeaderWorkerSet group
     weights_gib: float
     kv_cache_gib: float
     overhead_gib: float
@@ -62,15 +63,29 @@ class GpuPlan:
     reason: str = "Planned"
 
     @property
+    def gpus(self) -> int:
+        """GPUs per replica, every node's."""
+        return self.gpus_per_node * self.nodes
+
+    @property
+    def tensor_parallel(self) -> int:
+        return self.gpus  # one rank per GPU, across the whole group
+
+    @property
     def per_gpu_gib(self) -> float:
         return (self.weights_gib + self.kv_cache_gib) / self.tensor_parallel + self.overhead_gib
+
+    def layout(self) -> str:
+        """'4' (GPUs on one node) or '8x2' (GPUs per node x nodes)."""
+        return f"{self.gpus_per_node}x{self.nodes}" if self.nodes > 1 else str(self.gpus)
 
     def summary(self) -> str:
         where = self.product or (
             f"{self.gpu_memory_gib:g} GiB GPUs" if self.gpu_memory_gib else "GPUs"
         )
+        spread = f" ({self.gpus_per_node} per node x {self.nodes} nodes)" if self.nodes > 1 else ""
         return (
-            f"{self.gpus} x {where}, TP={self.tensor_parallel}: weights "
+            f"{self.gpus} x {where}{spread}, TP={self.tensor_parallel}: weights "
             f"{self.weights_gib:.1f} GiB + KV {self.kv_cache_gib:.1f} GiB "
             f"({self.concurrency} x {self.max_model_len} tokens), "
             f"{self.per_gpu_gib:.1f} GiB per GPU"
@@ -79,6 +94,8 @@ class GpuPlan:
     def status(self) -> GpuPlanStatus:
         return GpuPlanStatus(
             gpus_per_replica=self.gpus,
+            gpus_per_node=self.gpus_per_node,
+            nodes=self.nodes,
             tensor_parallel=self.tensor_parallel,
             product=self.node_products[0] if len(self.node_products) == 1 else None,
             gpu_memory_gi_b=_round(self.gpu_memory_gib),
@@ -131,6 +148,40 @@ def check_product(gpu: GpuProduct, model: ModelFacts, quantization: str) -> None
         )
 
 
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """How GPUs may be laid out for one replica: at most ``max_per_node`` per node (a pod that
+    spans nodes takes all of them) and at most ``max_nodes`` nodes."""
+
+    max_per_node: int
+    max_nodes: int = 1
+
+    @classmethod
+    def of(cls, gpu: GpuSpec) -> Limits:
+        return cls(gpu.max_per_node, gpu.max_nodes)
+
+
+def split_count(count: int, limits: Limits) -> tuple[int, int]:
+    """(GPUs per node, nodes) for a replica of ``count`` GPUs."""
+    if count <= limits.max_per_node:
+        return count, 1
+    nodes = count // limits.max_per_node
+    if count % limits.max_per_node:
+        raise SizingError(
+            f"gpu count {count} is more than one node's {limits.max_per_node} GPUs (maxPerNode), "
+            f"so it spans nodes whose pods each take all {limits.max_per_node}: it must be a "
+            f"multiple of {limits.max_per_node}",
+            "spec.resources.gpu.count",
+        )
+    if nodes > limits.max_nodes:
+        raise SizingError(
+            f"gpu count {count} spans {nodes} nodes of {limits.max_per_node} GPUs, more than "
+            f"maxNodes ({limits.max_nodes})",
+            "spec.resources.gpu.count",
+        )
+    return limits.max_per_node, nodes
+
+
 def plan(
     model: ModelFacts,
     quantization: str,
@@ -141,8 +192,9 @@ def plan(
     concurrency: int = 32,
     count: int | None = None,
     max_per_node: int = 8,
+    max_nodes: int = 1,
 ) -> GpuPlan:
-    """Plan one replica. ``count`` None means choose the smallest fitting power of two."""
+    """Plan one replica. ``count`` None means choose the smallest fitting layout."""
     if max_model_len and max_model_len > model.max_position_embeddings:
         raise SizingError(
             f"maxModelLen {max_model_len} exceeds {model.name}'s context of "
@@ -156,6 +208,7 @@ def plan(
             "(tensor parallelism)",
             "spec.resources.gpu.count",
         )
+    limits = Limits(max_per_node, max_nodes)
     found = fit(
         model,
         quantization,
@@ -164,17 +217,24 @@ def plan(
         max_model_len=max_model_len,
         concurrency=concurrency,
         count=count,
-        max_per_node=max_per_node,
+        limits=limits,
     )
     if found is None:
-        tp = count or _next_power_of_two(max_per_node + 1)
+        largest = split_count(count, limits) if count else (max_per_node, max_nodes)
         closest = _build(
-            model, quantization, product, gpu_memory_gib, tp, max_model_len, concurrency
+            model, quantization, product, gpu_memory_gib, largest, max_model_len, concurrency
         )
-        raise SizingError(
-            _too_small(closest, gpu_memory_gib * USABLE_FRACTION, max_per_node, count)
-        )
+        usable = gpu_memory_gib * USABLE_FRACTION
+        raise SizingError(_too_small(closest, model, usable, limits, count))
     return found
+
+
+def layouts(model: ModelFacts, limits: Limits) -> list[tuple[int, int]]:
+    """(GPUs per node, nodes) to try, fewest GPUs first: powers of two within one node, then
+    groups of whole nodes; each dividing the attention heads (tensor parallelism)."""
+    one_node = [(tp, 1) for tp in _powers_of_two(limits.max_per_node)]
+    groups = [(limits.max_per_node, n) for n in range(2, limits.max_nodes + 1)]
+    return [(g, n) for g, n in one_node + groups if model.num_attention_heads % (g * n) == 0]
 
 
 def fit(
@@ -186,16 +246,14 @@ def fit(
     max_model_len: int | None,
     concurrency: int,
     count: int | None,
-    max_per_node: int,
+    limits: Limits,
 ) -> GpuPlan | None:
     """The smallest plan that fits (or the one with ``count`` GPUs), else None."""
     usable = gpu_memory_gib * USABLE_FRACTION
-    degrees = [count] if count is not None else _powers_of_two(max_per_node)
-    for tp in degrees:
-        if model.num_attention_heads % tp:
-            continue
+    tried = [split_count(count, limits)] if count is not None else layouts(model, limits)
+    for layout in tried:
         candidate = _build(
-            model, quantization, product, gpu_memory_gib, tp, max_model_len, concurrency
+            model, quantization, product, gpu_memory_gib, layout, max_model_len, concurrency
         )
         if candidate.per_gpu_gib <= usable:
             return candidate
@@ -207,7 +265,7 @@ def _build(
     quantization: str,
     product: str | None,
     gpu_memory_gib: float,
-    tp: int,
+    layout: tuple[int, int],
     max_model_len: int | None,
     concurrency: int,
 ) -> GpuPlan:
@@ -217,8 +275,7 @@ def _build(
         str(quantization),
         product,
         gpu_memory_gib,
-        tp,
-        tp,
+        *layout,
         weight_bytes(model, quantization) / GIB,
         kv_cache_bytes(model, ctx, concurrency) / GIB,
         OVERHEAD_GIB,
@@ -231,36 +288,45 @@ def _powers_of_two(limit: int) -> list[int]:
     return [1 << i for i in range(limit.bit_length()) if 1 << i <= limit]
 
 
-def _next_power_of_two(n: int) -> int:
-    return 1 << (n - 1).bit_length()
-
-
-def _too_small(p: GpuPlan, usable: float, max_per_node: int, count: int | None = None) -> str:
+def _too_small(
+    p: GpuPlan, model: ModelFacts, usable: float, limits: Limits, count: int | None
+) -> str:
     where = p.product or f"{p.gpu_memory_gib:g} GiB GPU"
     need = (p.weights_gib + p.kv_cache_gib) / max(usable - p.overhead_gib, 0.1)
-    if count is None:
-        need = max(need, max_per_node + 1)
     head = (
         f"{p.model} with quantization {p.quantization} needs {p.weights_gib:.0f} GiB of "
         f"weights + {p.kv_cache_gib:.1f} GiB of KV cache ({p.concurrency} sequences x "
         f"{p.max_model_len} tokens)"
     )
+    offered = limits.max_per_node * limits.max_nodes
     if count is not None:
         head += f"; {count} x {where} give {count * usable:.0f} GiB usable"
+    elif need > offered and limits.max_nodes == 1:
+        head += f": about {need:.1f} x {where}, more than the {offered} GPUs one node offers"
+    elif need > offered:
+        head += (
+            f": about {need:.1f} x {where}, more than the {offered} GPUs that "
+            f"{limits.max_nodes} nodes of {limits.max_per_node} offer (resources.gpu.maxNodes)"
+        )
     else:
-        head += f": about {need:.1f} x {where}, more than the {max_per_node} GPUs one node offers"
-    alternatives = suggest(p, max_per_node)
+        head += (
+            f": about {need:.1f} x {where}, and no layout of at most {limits.max_nodes} "
+            f"node(s) of {limits.max_per_node} GPUs that holds it divides its "
+            f"{model.num_attention_heads} attention heads (tensor parallelism)"
+        )
+    alternatives = suggest(p, limits)
     tail = (
         "What would fit: " + "; ".join(alternatives) + "."
         if alternatives
-        else "Nothing in the catalogue fits on one node; lower maxModelLen "
+        else f"Nothing in the catalogue fits on {limits.max_nodes} node(s); lower maxModelLen "
         "or maxConcurrentSequences."
     )
     return f"{head}. {tail}"
 
 
-def suggest(p: GpuPlan, max_per_node: int, limit: int = 3) -> list[str]:
-    """Other (quantization, product, count) that fit one node, smallest total memory first."""
+def suggest(p: GpuPlan, limits: Limits, limit: int = 3) -> list[str]:
+    """Other (quantization, product, layout) that fit within ``limits``, smallest total memory
+    first."""
     model = find_model(p.model)
     if model is None:
         return []
@@ -280,15 +346,12 @@ def suggest(p: GpuPlan, max_per_node: int, limit: int = 3) -> list[str]:
                 max_model_len=p.max_model_len,
                 concurrency=p.concurrency,
                 count=None,
-                max_per_node=max_per_node,
+                limits=limits,
             )
             if found is not None:
-                options.append(
-                    (
-                        found.gpus * gpu.memory_gib,
-                        f"quantization {q} on {found.gpus} x {gpu.product}",
-                    )
-                )
+                spread = f" ({found.nodes} nodes)" if found.nodes > 1 else ""
+                text = f"quantization {q} on {found.gpus} x {gpu.product}{spread}"
+                options.append((found.gpus * gpu.memory_gib, text))
         if len(options) >= limit:
             break
     options.sort()

@@ -170,10 +170,11 @@ def test_example_reconciles_to_ready(
 
     # `kubectl get dsd` shows what the operator decided.
     table = ns("get", "dsd").stdout.splitlines()
-    assert table[0].split() == ["NAME", "MODEL", "QUANT", "GPUS", "READY", "PHASE", "AGE"]
+    header = ["NAME", "MODEL", "QUANT", "GPUS", "NODES", "READY", "PHASE", "AGE"]
+    assert table[0].split() == header
     row = table[1].split()
     assert row[:3] == [name, spec["model"]["name"], spec.get("quantization", "none")]
-    assert row[3] == str(status["gpus"]) and row[5] == "Ready"
+    assert row[3:5] == [str(status["gpus"]), "1"] and row[6] == "Ready"
 
 
 def test_pods_meet_the_restricted_standard(

@@ -47,6 +47,7 @@ NAMESPACED_NEEDS: list[tuple[str, str, set[str]]] = [
     ("deepseek.ai", "deepseekdeployments/status", WRITE),
     ("deepseek.ai", "deepseekdeployments/scale", WRITE),
     ("apps", "deployments", WRITE),
+    ("leaderworkerset.x-k8s.io", "leaderworkersets", WRITE),
     ("", "services", WRITE),
     ("", "configmaps", WRITE),
     ("", "serviceaccounts", WRITE),

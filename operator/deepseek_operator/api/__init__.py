@@ -11,6 +11,7 @@ from deepseek_operator.api.model import ModelFormat, ModelSource, ModelSpec, Qua
 from deepseek_operator.api.scheduling import SchedulingSpec
 from deepseek_operator.api.schema import Schema
 from deepseek_operator.api.serving import (
+    DEFAULT_MAX_NODES,
     AutoscalingMode,
     AutoscalingSpec,
     GpuSpec,
@@ -33,6 +34,7 @@ from deepseek_operator.api.status import Condition, DeepSeekDeploymentStatus, Gp
 
 __all__ = [
     "API_VERSION",
+    "DEFAULT_MAX_NODES",
     "GROUP",
     "KIND",
     "PLURAL",

@@ -64,8 +64,12 @@ class RuntimeSpec(Schema):
     )
 
 
+DEFAULT_MAX_NODES = 8
+
+
 class GpuSpec(Schema):
-    """GPUs per replica."""
+    """GPUs per replica: on one node, or, for a model larger than one node, on a group of nodes
+    (a LeaderWorkerSet) whose every pod takes all maxPerNode GPUs of its node."""
 
     rules = (
         Rule(
@@ -83,7 +87,8 @@ class GpuSpec(Schema):
     count: int | Literal["auto"] = Field(
         "auto",
         description="'auto' (sized from the model, its "
-        "quantization, context and concurrency) or a number.",
+        "quantization, context and concurrency) or a number of GPUs per replica; more than "
+        "maxPerNode spans several nodes and must then be a multiple of it.",
     )
     resource_name: str = Field(
         "nvidia.com/gpu",
@@ -107,6 +112,14 @@ class GpuSpec(Schema):
         description="Memory per GPU in GiB, when no product is named.",
     )
     max_per_node: int = Field(8, ge=1, le=64, description="Most GPUs one node offers.")
+    max_nodes: int = Field(
+        DEFAULT_MAX_NODES,
+        ge=1,
+        le=64,
+        description="Most nodes one replica may span. A model larger than one node runs as a "
+        "LeaderWorkerSet group (sigs.k8s.io/lws) of up to this many pods, each taking all "
+        "maxPerNode GPUs of its node; 1 refuses plans larger than one node.",
+    )
 
 
 class ResourcesSpec(Schema):

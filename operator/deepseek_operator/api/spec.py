@@ -52,7 +52,8 @@ class DeepSeekDeploymentSpec(Schema):
         1,
         ge=0,
         le=1000,
-        description="Replicas when autoscaling is off; `kubectl scale dsd/NAME` sets it.",
+        description="Replicas when autoscaling is off; `kubectl scale dsd/NAME` sets it. A "
+        "replica of a model larger than one node is a group of pods, one per node.",
     )
     autoscaling: AutoscalingSpec | None = Field(
         None, description="Scale on queue length. Absent: fixed replicas."

@@ -25,8 +25,15 @@ class Condition(Schema):
 class GpuPlanStatus(Schema):
     """What sizing decided, per replica."""
 
-    gpus_per_replica: int = Field(description="GPUs each replica requests.")
-    tensor_parallel: int = Field(description="Tensor-parallel degree (a power of two).")
+    gpus_per_replica: int = Field(description="GPUs each replica requests, every node's.")
+    gpus_per_node: int | None = Field(None, description="GPUs each pod requests on its node.")
+    nodes: int | None = Field(
+        None, description="Nodes per replica: more than 1 is a LeaderWorkerSet group."
+    )
+    tensor_parallel: int = Field(
+        description="Tensor-parallel degree across the replica's GPUs (it divides the attention "
+        "heads)."
+    )
     product: str | None = Field(
         None, description="GPU product the pods are pinned to (absent: more than one, or any)."
     )
@@ -46,13 +53,18 @@ class DeepSeekDeploymentStatus(Schema):
         None, description="Pending, Progressing, Ready, Degraded or Failed."
     )
     conditions: list[Condition] = Field(default_factory=list, description="Standard conditions.")
-    replicas: int | None = Field(None, description="Pods the Deployment has.")
-    ready_replicas: int | None = Field(None, description="Pods ready to serve.")
+    replicas: int | None = Field(
+        None, description="Pods the Deployment has, or groups the LeaderWorkerSet has."
+    )
+    ready_replicas: int | None = Field(None, description="Pods (or groups) ready to serve.")
     ready: str | None = Field(None, description="ready/desired, for kubectl get.")
     selector: str | None = Field(
-        None, description="Label selector of the pods (scale subresource)."
+        None,
+        description="Label selector of the pods that serve, one per replica (a group's leader "
+        "only); the scale subresource's.",
     )
     endpoint: str | None = Field(None, description="In-cluster URL of the OpenAI-compatible API.")
     gpu_plan: GpuPlanStatus | None = Field(None, description="The GPU plan.")
-    gpus: int | None = Field(None, description="GPUs per replica, for kubectl get.")
+    gpus: int | None = Field(None, description="GPUs per pod, for kubectl get.")
+    nodes: int | None = Field(None, description="Nodes (pods) per replica, for kubectl get.")
     observed_generation: int | None = Field(None, description="Last generation reconciled.")

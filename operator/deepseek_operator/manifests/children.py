@@ -7,7 +7,7 @@ from typing import Any
 from deepseek_operator.api import AutoscalingMode
 from deepseek_operator.manifests.monitoring import service_monitor
 from deepseek_operator.manifests.networking import network_policy, service
-from deepseek_operator.manifests.pod import deployment, service_account
+from deepseek_operator.manifests.pod import service_account
 from deepseek_operator.manifests.runtime_config import config_map
 from deepseek_operator.manifests.scaling import (
     horizontal_pod_autoscaler,
@@ -15,6 +15,7 @@ from deepseek_operator.manifests.scaling import (
     scaled_object,
 )
 from deepseek_operator.manifests.target import Target
+from deepseek_operator.manifests.workloads import workload
 
 
 def children(t: Target) -> list[dict[str, Any]]:
@@ -25,7 +26,7 @@ def children(t: Target) -> list[dict[str, Any]]:
         service(t),
         network_policy(t),
         pod_disruption_budget(t),
-        deployment(t),
+        workload(t),
         *optional_children(t),
     ]
 

@@ -1,4 +1,5 @@
-"""How the pods are reached: the Service, and a NetworkPolicy that admits only the listed peers."""
+"""How the pods are reached: the Service (the pods that serve: a group's leader only), and a
+NetworkPolicy that admits only the listed peers, and a group's pods to one another."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from deepseek_operator.manifests.target import (
     Target,
     object_meta,
     selector_labels,
+    serving_labels,
 )
 
 
@@ -22,7 +24,7 @@ def service(t: Target) -> dict[str, Any]:
         "metadata": object_meta(t),
         "spec": {
             "type": t.spec.service.type,
-            "selector": selector_labels(t.name),
+            "selector": serving_labels(t),
             "ports": [
                 {
                     "name": "http",
@@ -81,6 +83,11 @@ def network_policy(t: Target) -> dict[str, Any]:
     egress = [dns]
     if security.allow_egress_cidrs:
         egress.append({"to": [{"ipBlock": {"cidr": c}} for c in security.allow_egress_cidrs]})
+    if t.nodes > 1:
+        # The ranks of a group: the rendezvous on the leader, then NCCL's own connections on
+        # ports it picks, between every pair of the group's pods.
+        ingress.append({"from": [{"podSelector": {"matchLabels": selector_labels(t.name)}}]})
+        egress.append({"to": [{"podSelector": {"matchLabels": selector_labels(t.name)}}]})
     return {
         "apiVersion": "networking.k8s.io/v1",
         "kind": "NetworkPolicy",

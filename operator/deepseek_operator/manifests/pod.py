@@ -1,10 +1,13 @@
-"""The runtime pods: the Deployment, its pod template and the ServiceAccount the pods run as."""
+"""The runtime pods: their template and the ServiceAccount they run as.
+
+A pod either serves (a Deployment's pod, or a LeaderWorkerSet group's leader: rank 0, both front
+doors, the probes) or is a group's worker (its other ranks: no ports, no probes, no keys).
+"""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
-from deepseek_operator.api import AutoscalingMode
 from deepseek_operator.manifests.runtime_config import (
     CONFIG_MOUNT,
     INTEGRITY_MOUNT,
@@ -18,6 +21,7 @@ from deepseek_operator.manifests.scheduling import placement
 from deepseek_operator.manifests.target import (
     CONFIG_HASH_ANNOTATION,
     HTTP_PORT,
+    RENDEZVOUS_PORT,
     RUNTIME_UID,
     TRITON_GRPC_PORT,
     TRITON_HTTP_PORT,
@@ -26,8 +30,9 @@ from deepseek_operator.manifests.target import (
     config_map_name,
     labels,
     object_meta,
-    selector_labels,
 )
+
+Role = Literal["server", "worker"]
 
 
 def _container_security() -> dict[str, Any]:
@@ -52,7 +57,7 @@ def _probe(t: Target, path: str, period: int, failures: int) -> dict[str, Any]:
     }
 
 
-def _volumes(t: Target) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+def _volumes(t: Target, role: Role) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     spec = t.spec
     shm_gib = max(1, min(16, t.gpus * 2))
     volumes: list[dict[str, Any]] = [
@@ -81,6 +86,8 @@ def _volumes(t: Target) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
             {"name": "model", "hostPath": {"path": source.host_path.path, "type": "Directory"}}
         )
         mounts.append({"name": "model", "mountPath": MODEL_MOUNT, "readOnly": True})
+    if role == "worker":
+        return volumes, mounts  # the keys and the certificate stay with the pod that serves
     if spec.security.api_keys:
         volumes.append(
             {
@@ -135,16 +142,28 @@ def _integrity(
     return [volume], [init]
 
 
-def deployment(t: Target) -> dict[str, Any]:
+def _ports(t: Target) -> list[dict[str, Any]]:
+    ports = [
+        {"name": "http", "containerPort": HTTP_PORT, "protocol": "TCP"},
+        {"name": "triton-http", "containerPort": TRITON_HTTP_PORT, "protocol": "TCP"},
+        {"name": "triton-grpc", "containerPort": TRITON_GRPC_PORT, "protocol": "TCP"},
+        {"name": "triton-metrics", "containerPort": TRITON_METRICS_PORT, "protocol": "TCP"},
+    ]
+    if t.nodes > 1:
+        ports.append({"name": "rendezvous", "containerPort": RENDEZVOUS_PORT, "protocol": "TCP"})
+    return ports
+
+
+def _runtime_container(t: Target, role: Role, mounts: list[dict[str, Any]]) -> dict[str, Any]:
     spec = t.spec
     gpu = spec.resources.gpu
-    volumes, mounts = _volumes(t)
-    integrity_volumes, init_containers = _integrity(t, mounts)
     gpu_quantity = str(t.gpus)
-    container = {
+    container: dict[str, Any] = {
         "name": "runtime",
         "image": spec.runtime.image,
         "imagePullPolicy": spec.runtime.image_pull_policy,
+        # The same command on every pod of a group: the runtime tells its role from the
+        # environment the LWS controller injects (LWS_WORKER_INDEX and the rest).
         "args": [
             "serve",
             "--config",
@@ -156,12 +175,6 @@ def deployment(t: Target) -> dict[str, Any]:
             {"name": "HF_HUB_OFFLINE", "value": "1"},
             {"name": "TRANSFORMERS_OFFLINE", "value": "1"},
         ],
-        "ports": [
-            {"name": "http", "containerPort": HTTP_PORT, "protocol": "TCP"},
-            {"name": "triton-http", "containerPort": TRITON_HTTP_PORT, "protocol": "TCP"},
-            {"name": "triton-grpc", "containerPort": TRITON_GRPC_PORT, "protocol": "TCP"},
-            {"name": "triton-metrics", "containerPort": TRITON_METRICS_PORT, "protocol": "TCP"},
-        ],
         "resources": {
             "requests": {
                 "cpu": spec.resources.cpu,
@@ -170,13 +183,21 @@ def deployment(t: Target) -> dict[str, Any]:
             },
             "limits": {"memory": spec.resources.memory, gpu.resource_name: gpu_quantity},
         },
-        # Loading a large model takes minutes: the startup probe holds liveness off for 30 min.
-        "startupProbe": _probe(t, "/health", 10, 180),
-        "livenessProbe": _probe(t, "/health", 10, 3),
-        "readinessProbe": _probe(t, "/ready", 5, 3),
         "securityContext": _container_security(),
         "volumeMounts": mounts,
     }
+    if role == "server":
+        container["ports"] = _ports(t)
+        # Loading a large model takes minutes: the startup probe holds liveness off for 30 min.
+        container["startupProbe"] = _probe(t, "/health", 10, 180)
+        container["livenessProbe"] = _probe(t, "/health", 10, 3)
+        container["readinessProbe"] = _probe(t, "/ready", 5, 3)
+    return container
+
+
+def pod_template(t: Target, role: Role = "server") -> dict[str, Any]:
+    volumes, mounts = _volumes(t, role)
+    integrity_volumes, init_containers = _integrity(t, mounts)
     pod_spec: dict[str, Any] = {
         "serviceAccountName": t.name,
         "automountServiceAccountToken": False,
@@ -189,42 +210,20 @@ def deployment(t: Target) -> dict[str, Any]:
             "fsGroup": RUNTIME_UID,
             "seccompProfile": {"type": "RuntimeDefault"},
         },
-        "containers": [container],
+        "containers": [_runtime_container(t, role, mounts)],
         "volumes": volumes + integrity_volumes,
         **placement(t),
     }
     if init_containers:
         pod_spec["initContainers"] = init_containers
-    body: dict[str, Any] = {
-        "apiVersion": "apps/v1",
-        "kind": "Deployment",
-        "metadata": object_meta(t),
-        "spec": {
-            "selector": {"matchLabels": selector_labels(t.name)},
-            # One pod at a time: a surge pod would need a second set of GPUs.
-            "strategy": {
-                "type": "RollingUpdate",
-                "rollingUpdate": {"maxSurge": 0, "maxUnavailable": 1},
-            },
-            "revisionHistoryLimit": 3,
-            "template": {
-                "metadata": {
-                    "labels": labels(t),
-                    "annotations": {
-                        CONFIG_HASH_ANNOTATION: config_hash(t),
-                        "prometheus.io/scrape": "true",
-                        "prometheus.io/port": str(HTTP_PORT),
-                        "prometheus.io/path": "/metrics",
-                    },
-                },
-                "spec": pod_spec,
-            },
-        },
-    }
-    if spec.autoscaling_mode == AutoscalingMode.none:
-        # With an autoscaler the field is left out so that the HPA (or KEDA) owns it.
-        body["spec"]["replicas"] = spec.replicas
-    return body
+    annotations = {CONFIG_HASH_ANNOTATION: config_hash(t)}
+    if role == "server":
+        annotations |= {
+            "prometheus.io/scrape": "true",
+            "prometheus.io/port": str(HTTP_PORT),
+            "prometheus.io/path": "/metrics",
+        }
+    return {"metadata": {"labels": labels(t), "annotations": annotations}, "spec": pod_spec}
 
 
 def service_account(t: Target) -> dict[str, Any]:

@@ -1,4 +1,16 @@
-"""The runtime's configuration file (a ConfigMap) and the hash that rolls pods when it changes."""
+"""The runtime's configuration file (a ConfigMap) and the hash that rolls pods when it changes.
+
+Every pod of a replica reads the same file. Beyond one GPU it says how the model is split:
+``tensor_parallel_size`` is the number of ranks of the replica, one per GPU, every pod's
+(absent means 1). Within one pod the runtime starts them all. A replica of several nodes (a
+LeaderWorkerSet group, ``tensor_parallel_size / LWS_GROUP_SIZE`` ranks per pod) also gets
+``rendezvous_port``: where rank 0, on the leader, listens for the others. Each pod learns its
+place from the environment the LWS controller injects: ``LWS_LEADER_ADDRESS`` (the leader's
+DNS name), ``LWS_GROUP_SIZE`` (pods in the group) and ``LWS_WORKER_INDEX`` (0 on the leader,
+which serves; a worker only runs its ranks, global rank = LWS_WORKER_INDEX x ranks per pod +
+local rank). The API keys and the TLS certificate are mounted on the leader only: a worker
+must not open ``api_keys``, ``tls_cert`` or ``tls_key``.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +22,7 @@ import yaml
 from deepseek_operator.api import DeepSeekDeploymentSpec, ModelFormat
 from deepseek_operator.manifests.target import (
     HTTP_PORT,
+    RENDEZVOUS_PORT,
     TRITON_GRPC_PORT,
     TRITON_HTTP_PORT,
     TRITON_METRICS_PORT,
@@ -53,6 +66,10 @@ def runtime_settings(t: Target) -> dict[str, Any]:
         "triton_metrics_port": TRITON_METRICS_PORT,
         "audit_log": "/var/log/deepseek/audit.jsonl",
     }
+    if t.tensor_parallel > 1:
+        settings["tensor_parallel_size"] = t.tensor_parallel
+    if t.nodes > 1:
+        settings["rendezvous_port"] = RENDEZVOUS_PORT
     if t.plan is not None:
         settings["max_model_len"] = t.plan.max_model_len
     elif rt.max_model_len:

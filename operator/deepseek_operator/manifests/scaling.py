@@ -56,8 +56,9 @@ def _autoscaling(t: Target) -> AutoscalingSpec:
 
 
 def _autoscaler(t: Target, api_version: str, kind: str, **spec: Any) -> dict[str, Any]:
-    """An autoscaler of the runtime Deployment; ``spec`` is what the kind adds to its target."""
-    ref = {"apiVersion": "apps/v1", "kind": "Deployment", "name": t.name}
+    """An autoscaler of the runtime Deployment or LeaderWorkerSet (whose scale subresource
+    counts groups, and selects their leaders); ``spec`` is what the kind adds to its target."""
+    ref = {"apiVersion": t.workload[0], "kind": t.workload[1], "name": t.name}
     return {
         "apiVersion": api_version,
         "kind": kind,

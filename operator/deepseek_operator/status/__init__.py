@@ -14,7 +14,7 @@ from deepseek_operator.status.conditions import (
 )
 from deepseek_operator.status.observed import Observed
 from deepseek_operator.status.optional import unserved_message
-from deepseek_operator.status.readiness import from_deployment, weights_verified
+from deepseek_operator.status.readiness import NOT_SERVED, from_workload, weights_verified
 from deepseek_operator.status.report import status_of
 
 __all__ = [
@@ -22,12 +22,13 @@ __all__ = [
     "AUTOSCALING",
     "GPU_PLANNED",
     "MONITORING",
+    "NOT_SERVED",
     "READY",
     "WEIGHTS_VERIFIED",
     "Observed",
     "alerts",
     "condition",
-    "from_deployment",
+    "from_workload",
     "merge_conditions",
     "status_of",
     "unserved_message",

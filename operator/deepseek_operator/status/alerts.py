@@ -13,6 +13,7 @@ from deepseek_operator.status.conditions import (
     WEIGHTS_VERIFIED,
 )
 from deepseek_operator.status.pods import REASONS
+from deepseek_operator.status.readiness import NOT_SERVED
 
 
 def alerts(old: list[dict[str, Any]], new: list[dict[str, Any]]) -> list[tuple[str, str]]:
@@ -27,7 +28,7 @@ def alerts(old: list[dict[str, Any]], new: list[dict[str, Any]]) -> list[tuple[s
 
 def _alarming(cond: dict[str, Any]) -> bool:
     if cond["type"] == READY:
-        return cond["reason"] in REASONS or cond["reason"] == "SpecInvalid"
+        return cond["reason"] in REASONS or cond["reason"] in ("SpecInvalid", NOT_SERVED)
     if cond["type"] == GPU_PLANNED:
         return bool(cond["reason"] == "AssumedGpu")
     return cond["type"] in (WEIGHTS_VERIFIED, AUTOSCALING, MONITORING) and cond["status"] == "False"

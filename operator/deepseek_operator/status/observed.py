@@ -10,11 +10,12 @@ from typing import Any
 class Observed:
     """A snapshot of the live children the status is computed from, as the API returned them.
 
-    ``deployment`` and ``autoscaler`` (the HPA or KEDA ScaledObject) are None when they do not
-    exist (yet); ``pods`` are the Deployment's pods, read when the status needs them;
-    ``unserved`` are the kinds of wanted children the API server does not serve (no CRD)."""
+    ``workload`` (the Deployment or LeaderWorkerSet that runs the pods) and ``autoscaler`` (the
+    HPA or KEDA ScaledObject) are None when they do not exist (yet); ``pods`` are the
+    workload's pods (a group's workers included), read when the status needs them; ``unserved``
+    are the kinds of wanted children the API server does not serve (no CRD)."""
 
-    deployment: dict[str, Any] | None = None
+    workload: dict[str, Any] | None = None
     pods: list[dict[str, Any]] = field(default_factory=list)
     autoscaler: dict[str, Any] | None = None
     unserved: frozenset[str] = frozenset()

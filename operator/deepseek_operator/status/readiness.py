@@ -1,5 +1,5 @@
-"""Ready (from the Deployment and, when not all are ready, the pods' own reasons) and
-WeightsVerified (from the pods' verify-weights container)."""
+"""Ready (from the Deployment or LeaderWorkerSet and, when not all are ready, the pods' own
+reasons) and WeightsVerified (from the pods' verify-weights container)."""
 
 from __future__ import annotations
 
@@ -8,24 +8,28 @@ from typing import Any
 from deepseek_operator.status.conditions import READY, WEIGHTS_VERIFIED, condition
 from deepseek_operator.status.pods import describe, pod_problems
 
+# What a replica is, in the words of each kind's status counts.
+UNITS = {"Deployment": "replicas", "LeaderWorkerSet": "groups"}
+NOT_SERVED = "LeaderWorkerSetNotInstalled"
 
-def from_deployment(
-    deployment: dict[str, Any] | None,
+
+def from_workload(
+    workload: dict[str, Any] | None,
     generation: int | None,
     pods: list[dict[str, Any]] | None = None,
+    kind: str = "Deployment",
 ) -> tuple[dict[str, Any], dict[str, Any]]:
-    """(status fields, Ready condition) from the live Deployment and its pods. When pods are
-    not ready for a reason of their own (unschedulable, image pulls, crashes), the Ready
-    condition's reason is the most telling one and its message says what the pods say."""
-    if deployment is None:
-        return (
-            {"phase": "Pending", "replicas": 0, "readyReplicas": 0, "ready": "0/0"},
-            condition(
-                READY, False, "DeploymentMissing", "the Deployment does not exist yet", generation
-            ),
+    """(status fields, Ready condition) from the live Deployment or LeaderWorkerSet (whose
+    counts are groups) and its pods. When pods are not ready for a reason of their own
+    (unschedulable, image pulls, crashes), the Ready condition's reason is the most telling one
+    and its message says what the pods say."""
+    unit = UNITS[kind]
+    if workload is None:
+        return _nothing("Pending"), condition(
+            READY, False, f"{kind}Missing", f"the {kind} does not exist yet", generation
         )
-    desired = int((deployment.get("spec") or {}).get("replicas", 1) or 0)
-    st = deployment.get("status") or {}
+    desired = int((workload.get("spec") or {}).get("replicas", 1) or 0)
+    st = workload.get("status") or {}
     replicas = int(st.get("replicas") or 0)
     ready = int(st.get("readyReplicas") or 0)
     updated = int(st.get("updatedReplicas") or 0)
@@ -39,22 +43,42 @@ def from_deployment(
     if ready >= desired and rollout_done:
         return (
             {**fields, "phase": "Ready"},
-            condition(READY, True, "Available", f"{ready}/{desired} replicas ready", generation),
+            condition(READY, True, "Available", f"{ready}/{desired} {unit} ready", generation),
         )
     problems = pod_problems(pods or [])
     if problems:
         reason, why = problems[0].reason, f": {describe(problems)}"
     else:
-        reason, why = "", _waiting_reason(st)
+        # A LeaderWorkerSet's Available=False keeps the message it had when True: not a reason.
+        reason, why = "", _waiting_reason(st) if kind == "Deployment" else ""
     partial = ready > 0
     if partial:
         phase, fallback = ("Degraded" if rollout_done else "Progressing"), "PartiallyAvailable"
     else:
         phase, fallback = ("Progressing" if replicas else "Pending"), "ReplicasNotReady"
-    message = f"{ready}/{desired} replicas ready{why}"
+    message = f"{ready}/{desired} {unit} ready{why}"
     return {**fields, "phase": phase}, condition(
         READY, partial, reason or fallback, message, generation
     )
+
+
+def not_served(
+    nodes: int, gpus: int, generation: int | None
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(status fields, Ready condition) when a replica needs a group of nodes and the cluster
+    does not serve LeaderWorkerSets: nothing was applied, and the user is told what to do."""
+    message = (
+        f"each replica needs {nodes} nodes of {gpus} GPUs, which runs as a LeaderWorkerSet "
+        "(leaderworkerset.x-k8s.io/v1), and this cluster does not serve that kind: install "
+        "LeaderWorkerSet (sigs.k8s.io/lws v0.8 or later: its CRD and controller), or set "
+        "resources.gpu.maxNodes to 1 to be told what fits on one node. The children were "
+        "left as they are."
+    )
+    return _nothing("Pending"), condition(READY, False, NOT_SERVED, message, generation)
+
+
+def _nothing(phase: str) -> dict[str, Any]:
+    return {"phase": phase, "replicas": 0, "readyReplicas": 0, "ready": "0/0"}
 
 
 def _waiting_reason(deployment_status: dict[str, Any]) -> str:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from deepseek_operator.manifests import Target, endpoint, selector
+from deepseek_operator.manifests import Target, endpoint, serving_selector
 from deepseek_operator.status.conditions import (
     AUTHENTICATED,
     GPU_PLANNED,
@@ -13,7 +13,7 @@ from deepseek_operator.status.conditions import (
 )
 from deepseek_operator.status.observed import Observed
 from deepseek_operator.status.optional import optional_conditions
-from deepseek_operator.status.readiness import from_deployment, weights_verified
+from deepseek_operator.status.readiness import from_workload, not_served, weights_verified
 
 
 def status_of(
@@ -24,7 +24,11 @@ def status_of(
 ) -> dict[str, Any]:
     """The status ``target`` has, given the observed children and the previous status (whose
     conditions keep their transition times)."""
-    fields, ready = from_deployment(observed.deployment, generation, observed.pods)
+    kind = target.workload[1]
+    if kind in observed.unserved:
+        fields, ready = not_served(target.nodes, target.gpus, generation)
+    else:
+        fields, ready = from_workload(observed.workload, generation, observed.pods, kind)
     conditions = [ready, _gpu_planned(target, generation)]
     if target.spec.model.integrity is not None:
         conditions.append(weights_verified(observed.pods, generation))
@@ -34,9 +38,10 @@ def status_of(
     return {
         **fields,
         "observedGeneration": generation,
-        "selector": selector(target.name),
+        "selector": serving_selector(target),
         "endpoint": endpoint(target.name, target.namespace, target.spec),
         "gpus": target.gpus,
+        "nodes": target.nodes,
         # Every key, None included: the status is a JSON merge patch, where an absent key would
         # keep a value the plan no longer has (a product no longer pinned).
         "gpuPlan": plan.status().model_dump(by_alias=True, mode="json") if plan else None,
@@ -53,8 +58,8 @@ def _gpu_planned(target: Target, generation: int | None) -> dict[str, Any]:
         GPU_PLANNED,
         True,
         "CountGiven",
-        f"{target.gpus} GPU(s) as set; the model is not in the catalogue, so memory was not "
-        "checked",
+        f"{target.gpus * target.nodes} GPU(s) as set; the model is not in the catalogue, so "
+        "memory was not checked",
         generation,
     )
 

@@ -171,3 +171,41 @@ def hpa(*conditions: tuple[str, str, str, str]) -> dict[str, Any]:
             ],
         },
     }
+
+
+def leader_worker_set(
+    desired: int = 1, ready: int = 1, *, replicas: int | None = None, size: int = 2
+) -> dict[str, Any]:
+    """leaderworkerset.x-k8s.io/v1 LeaderWorkerSet r1 as the LWS controller (v0.8) leaves it:
+    counts are groups, and Available=False keeps the message it had when True."""
+    replicas = desired if replicas is None else replicas
+    available = ready >= desired
+    status: dict[str, Any] = {
+        "replicas": replicas,
+        "updatedReplicas": replicas,
+        "hpaPodSelector": "leaderworkerset.sigs.k8s.io/name=r1,"
+        "leaderworkerset.sigs.k8s.io/worker-index=0",
+        "conditions": [
+            {
+                "type": "Available",
+                "status": "True" if available else "False",
+                "reason": "AllGroupsReady",
+                "message": "All replicas are ready",
+            },
+            {
+                "type": "Progressing",
+                "status": "False" if available else "True",
+                "reason": "GroupsProgressing",
+                "message": "Replicas are progressing",
+            },
+        ],
+    }
+    if ready:
+        status["readyReplicas"] = ready
+    return {
+        "apiVersion": "leaderworkerset.x-k8s.io/v1",
+        "kind": "LeaderWorkerSet",
+        "metadata": {"name": "r1", "namespace": "ai", "generation": 1},
+        "spec": {"replicas": desired, "leaderWorkerTemplate": {"size": size}},
+        "status": status,
+    }

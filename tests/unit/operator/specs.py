@@ -193,9 +193,33 @@ UNSERVABLE: list[tuple[dict[str, Any], str]] = [
         {
             "model.name": "deepseek-ai/DeepSeek-R1",
             "quantization": "bf16",
-            "resources.gpu": {"product": "NVIDIA-H100-80GB-HBM3"},
+            "resources.gpu": {"product": "NVIDIA-H100-80GB-HBM3", "maxNodes": 1},
         },
         "spec.resources.gpu",
+    ),
+    (
+        {
+            "model.name": "deepseek-ai/DeepSeek-R1",
+            "quantization": "bf16",
+            "resources.gpu": {"product": "NVIDIA-L4"},
+        },
+        "spec.resources.gpu",
+    ),
+    (
+        {
+            "model.name": "deepseek-ai/DeepSeek-R1",
+            "quantization": "fp8",
+            "resources.gpu": {"count": 128, "product": "NVIDIA-H100-80GB-HBM3"},
+        },
+        "spec.resources.gpu.count",
+    ),
+    (
+        {
+            "model.name": "deepseek-ai/DeepSeek-R1",
+            "quantization": "fp8",
+            "resources.gpu": {"count": 16, "maxPerNode": 6, "product": "NVIDIA-H100-80GB-HBM3"},
+        },
+        "spec.resources.gpu.count",
     ),
     (
         {

@@ -18,15 +18,23 @@ ROOT = Path(__file__).resolve().parents[3]
 def test_render_every_example(example: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["render", "-f", str(example)]) == 0
     kinds = [d["kind"] for d in yaml.safe_load_all(capsys.readouterr().out)]
-    for kind in [
-        "ServiceAccount",
-        "ConfigMap",
-        "Service",
-        "NetworkPolicy",
-        "PodDisruptionBudget",
-        "Deployment",
-    ]:
+    for kind in ["ServiceAccount", "ConfigMap", "Service", "NetworkPolicy", "PodDisruptionBudget"]:
         assert kind in kinds
+    assert ("Deployment" in kinds) != ("LeaderWorkerSet" in kinds)  # one runs the pods
+
+
+def test_render_a_group_name_too_long_exits_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    changes = {"model.name": "deepseek-ai/DeepSeek-R1", "quantization": "bf16"}
+    changes["resources.gpu"] = {"product": "NVIDIA-H100-80GB-HBM3"}
+    long = tmp_path / "r1.yaml"
+    long.write_text(yaml.safe_dump(cr("r" * 49, **changes)))
+    assert main(["render", "-f", str(long)]) == 2
+    assert "metadata.name: 4 nodes per replica" in capsys.readouterr().err
+    long.write_text(yaml.safe_dump(cr("r" * 48, **changes)))
+    assert main(["render", "-f", str(long)]) == 0
+    assert "kind: LeaderWorkerSet" in capsys.readouterr().out
 
 
 def test_render_invalid_exits_2_with_the_field(
@@ -76,9 +84,12 @@ def test_size_json(capsys: pytest.CaptureFixture[str]) -> None:
     assert plan["fits"] is True and plan["gpusPerReplica"] == 1
 
 
-def test_size_too_big(capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["size", "deepseek-ai/DeepSeek-R1", "-q", "bf16", "--gpu", "h100"]) == 2
+def test_size_too_big_for_one_node(capsys: pytest.CaptureFixture[str]) -> None:
+    command = ["size", "deepseek-ai/DeepSeek-R1", "-q", "bf16", "--gpu", "h100"]
+    assert main([*command, "--max-nodes", "1"]) == 2
     assert "one node offers" in capsys.readouterr().err
+    assert main(command) == 0  # a group of nodes, by default
+    assert "(8 per node x 4 nodes), TP=32" in capsys.readouterr().out
 
 
 def test_size_reads_a_local_config_json(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -98,6 +98,33 @@ def test_several_fitting_products_of_many_are_required_by_affinity() -> None:
     ]
 
 
+def test_a_product_that_serves_on_one_node_is_preferred_to_a_group_of_smaller_ones() -> None:
+    h200 = {"nvidia.com/gpu.product": "NVIDIA-H200", "nvidia.com/gpu.memory": "143771"}
+    model = {"model.name": "deepseek-ai/DeepSeek-R1-Distill-Llama-70B", "quantization": "bf16"}
+    found = plan_on([L4, h200], **model)  # 70B bf16: 8x2 L4s, or 2 H200s
+    assert (found.product, found.gpus, found.nodes) == ("NVIDIA-H200", 2, 1)
+    assert found.node_products == ("NVIDIA-H200",)  # kept off the L4 nodes
+    assert "that can serve it on one node" in found.basis
+
+
+def test_a_cluster_whose_gpus_serve_only_in_groups_gets_a_group() -> None:
+    model = {"model.name": "deepseek-ai/DeepSeek-R1", "quantization": "bf16"}
+    found = plan_on([H100, A100], **model)
+    assert (found.gpus_per_node, found.nodes) == (8, 4)
+    assert found.node_products == () and "on one node" not in found.basis
+
+
+def test_an_unknown_model_given_more_gpus_than_a_node_has_fills_whole_nodes() -> None:
+    changes = {"model.name": "acme/private-model", "resources.gpu": {"count": 16}}
+    parsed = parse_spec(spec(**changes))
+    assert plan_for_spec(parsed) is None
+    assert Target("r1", "ai", parsed).layout == (8, 2)
+    changes["resources.gpu"] = {"count": 12}
+    with pytest.raises(SizingError, match="multiple of 8") as info:
+        plan_for_spec(parse_spec(spec(**changes)))
+    assert info.value.field_path == "spec.resources.gpu.count"
+
+
 def test_no_gpu_the_cluster_offers_can_serve_it() -> None:
     with pytest.raises(SizingError, match="none of the GPUs this cluster's nodes advertise"):
         plan_on([L4], **{"model.name": "deepseek-ai/DeepSeek-R1", "quantization": "bf16"})

@@ -29,4 +29,5 @@ def test_sizing_table_matches_the_issue_examples() -> None:
     row = next(line for line in table.splitlines() if "| DeepSeek-R1-Distill-Qwen-7B |" in line)
     assert row.split("|")[4].strip().startswith("1 ")  # bf16 on one A100 40GB
     r1 = next(line for line in table.splitlines() if "| DeepSeek-R1 |" in line)
-    assert r1.split("|")[6].strip().startswith("- ")  # bf16 on H100: more than one node
+    assert r1.split("|")[6].strip().startswith("8x4 / 8x2 ")  # bf16, fp8 on H100: nodes
+    assert r1.split("|")[3].strip().startswith("- ")  # bf16 on L4: more than 8 nodes

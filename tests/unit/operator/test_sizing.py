@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 
@@ -65,15 +66,31 @@ def test_r1_distill_qwen_7b_bf16_fits_one_40gb_a100() -> None:
     assert result.per_gpu_gib <= A100_40.memory_gib * 0.9
 
 
-def test_r1_671b_bf16_does_not_fit_one_8x80gb_node_and_says_what_would() -> None:
-    model = find_model("deepseek-ai/DeepSeek-R1")
-    assert model is not None and H100 is not None
-    with pytest.raises(SizingError) as info:
-        plan(model, "bf16", gpu_memory_gib=H100.memory_gib, product=H100.product)
-    message = str(info.value)
-    assert "more than the 8 GPUs one node offers" in message
-    assert "What would fit:" in message
-    assert "fp8 on 8 x NVIDIA-H200" in message
+@pytest.mark.parametrize(
+    ("gpu", "max_nodes", "said"),
+    [
+        (
+            "NVIDIA-H100-80GB-HBM3",
+            1,
+            "about 18.2 x NVIDIA-H100-80GB-HBM3, more than the 8 GPUs "
+            "one node offers. What would fit: quantization fp8 on 8 x NVIDIA-H200",
+        ),
+        (
+            "NVIDIA-L4",
+            8,
+            "about 69.4 x NVIDIA-L4, more than the 64 GPUs that 8 nodes of 8 offer "
+            "(resources.gpu.maxNodes). What would fit: ",
+        ),
+    ],
+    ids=["one-node", "eight-nodes"],
+)
+def test_r1_671b_bf16_beyond_the_nodes_allowed_says_what_would_fit(
+    gpu: str, max_nodes: int, said: str
+) -> None:
+    model, product = find_model("deepseek-ai/DeepSeek-R1"), find_gpu(gpu)
+    assert model is not None and product is not None
+    with pytest.raises(SizingError, match=re.escape(said)):
+        plan(model, "bf16", gpu_memory_gib=product.memory_gib, product=gpu, max_nodes=max_nodes)
 
 
 def test_quantization_shrinks_weights_but_keeps_embeddings_16bit() -> None:
@@ -143,3 +160,45 @@ def test_facts_from_config_json_match_the_catalogue() -> None:
     assert facts.kv_elements_per_token() == catalogue.kv_elements_per_token()
     assert abs(facts.parameters - catalogue.parameters) / catalogue.parameters < 0.01
     assert facts.parameters * 2 / GIB == pytest.approx(catalogue.parameters * 2 / GIB, rel=0.01)
+
+
+R1 = find_model("deepseek-ai/DeepSeek-R1")
+
+
+def test_a_model_larger_than_one_node_takes_whole_nodes() -> None:
+    """R1 in bf16 needs about 18.2 H100s: 3 nodes of 8 would hold it, but TP=24 does not divide
+    its 128 heads, so 4 nodes (TP=32), every pod taking all 8 GPUs of its node."""
+    assert R1 is not None and H100 is not None
+    found = plan(R1, "bf16", gpu_memory_gib=H100.memory_gib, product=H100.product, max_nodes=8)
+    assert (found.gpus_per_node, found.nodes, found.tensor_parallel) == (8, 4, 32)
+    assert found.gpus == 32 and found.layout() == "8x4"
+    assert found.per_gpu_gib <= H100.memory_gib * 0.9
+    assert "(8 per node x 4 nodes), TP=32" in found.summary()
+    status = found.status()
+    assert (status.gpus_per_replica, status.gpus_per_node, status.nodes) == (32, 8, 4)
+
+
+def test_one_node_is_used_whenever_it_is_enough() -> None:
+    model = find_model("DeepSeek-R1-Distill-Llama-70B")
+    assert model is not None and H100 is not None
+    found = plan(model, "bf16", gpu_memory_gib=H100.memory_gib, product=None, max_nodes=8)
+    assert (found.gpus_per_node, found.nodes) == (4, 1) and found.layout() == "4"
+
+
+def test_no_group_within_max_nodes_that_divides_the_heads_is_said() -> None:
+    assert R1 is not None and H100 is not None
+    with pytest.raises(SizingError) as info:
+        plan(R1, "bf16", gpu_memory_gib=H100.memory_gib, product=H100.product, max_nodes=3)
+    assert "divides its 128 attention heads" in str(info.value)
+    assert "(2 nodes)" in str(info.value)  # fp8 on 16 x H100 is among what would fit
+
+
+def test_a_count_beyond_one_node_fills_whole_nodes() -> None:
+    assert R1 is not None
+    found = plan(R1, "fp8", gpu_memory_gib=80, product=None, count=16, max_nodes=8)
+    assert (found.gpus_per_node, found.nodes) == (8, 2)
+    with pytest.raises(SizingError, match="multiple of 6") as info:
+        plan(R1, "fp8", gpu_memory_gib=80, product=None, count=16, max_per_node=6, max_nodes=8)
+    assert info.value.field_path == "spec.resources.gpu.count"
+    with pytest.raises(SizingError, match=r"more than maxNodes \(8\)"):
+        plan(R1, "fp8", gpu_memory_gib=80, product=None, count=128, max_nodes=8)

@@ -21,16 +21,16 @@ def conditions(status: dict[str, Any]) -> dict[str, dict[str, Any]]:
 
 
 def test_ready_when_all_replicas_ready() -> None:
-    fields, ready = st.from_deployment(recorded.deployment(2, 2), 3)
+    fields, ready = st.from_workload(recorded.deployment(2, 2), 3)
     assert fields["phase"] == "Ready" and fields["ready"] == "2/2"
     assert ready["status"] == "True" and ready["observedGeneration"] == 3
 
 
 def test_progressing_and_pending() -> None:
-    assert st.from_deployment(recorded.deployment(2, 0), 1)[0]["phase"] == "Progressing"
-    assert st.from_deployment(recorded.deployment(2, 0, replicas=0), 1)[0]["phase"] == "Pending"
-    assert st.from_deployment(None, 1)[0]["phase"] == "Pending"
-    assert st.from_deployment(recorded.deployment(3, 1), 1)[0]["phase"] == "Degraded"
+    assert st.from_workload(recorded.deployment(2, 0), 1)[0]["phase"] == "Progressing"
+    assert st.from_workload(recorded.deployment(2, 0, replicas=0), 1)[0]["phase"] == "Pending"
+    assert st.from_workload(None, 1)[0]["phase"] == "Pending"
+    assert st.from_workload(recorded.deployment(3, 1), 1)[0]["phase"] == "Degraded"
 
 
 def test_transition_time_moves_only_when_status_flips() -> None:
@@ -43,7 +43,7 @@ def test_transition_time_moves_only_when_status_flips() -> None:
 
 def test_status_of_a_ready_deployment() -> None:
     t = target()
-    observed = st.Observed(deployment=recorded.deployment(1, 1), pods=[recorded.pod()])
+    observed = st.Observed(workload=recorded.deployment(1, 1), pods=[recorded.pod()])
     status = st.status_of(t, observed, {}, 4)
     assert status["phase"] == "Ready" and status["ready"] == "1/1"
     assert status["readyReplicas"] == 1 and status["observedGeneration"] == 4
@@ -70,7 +70,7 @@ def test_status_of_a_ready_deployment() -> None:
 
 def test_status_of_keeps_transition_times_that_did_not_flip() -> None:
     t = target()
-    observed = st.Observed(deployment=recorded.deployment(1, 0))
+    observed = st.Observed(workload=recorded.deployment(1, 0))
     old = {"conditions": [{"type": "Ready", "status": "False", "lastTransitionTime": "then"}]}
     status = st.status_of(t, observed, old, 1)
     assert conditions(status)["Ready"]["lastTransitionTime"] == "then"
@@ -91,3 +91,57 @@ def test_status_of_reports_the_file_the_weights_check_refused() -> None:
     assert conditions(status)["WeightsVerified"]["status"] == "True"
     status = st.status_of(t, st.Observed(recorded.deployment(1, 0), []), {}, 1)
     assert conditions(status)["WeightsVerified"]["status"] == "Unknown"
+
+
+R1_BF16 = {
+    "model.name": "deepseek-ai/DeepSeek-R1",
+    "quantization": "bf16",
+    "resources.gpu": {"product": "NVIDIA-H100-80GB-HBM3"},
+}
+
+
+def test_a_leader_worker_set_counts_groups() -> None:
+    fields, ready = st.from_workload(recorded.leader_worker_set(2, 2), 3, [], "LeaderWorkerSet")
+    assert fields["phase"] == "Ready" and ready["message"] == "2/2 groups ready"
+    fields, ready = st.from_workload(recorded.leader_worker_set(2, 1), 3, [], "LeaderWorkerSet")
+    assert fields["phase"] == "Degraded" and fields["ready"] == "1/2"
+    # Its Available=False still says "All replicas are ready": not repeated as a reason.
+    assert ready["message"] == "1/2 groups ready" and ready["reason"] == "PartiallyAvailable"
+    _, missing = st.from_workload(None, 3, [], "LeaderWorkerSet")
+    assert missing["reason"] == "LeaderWorkerSetMissing"
+
+
+def test_status_of_a_group_reports_nodes_and_selects_leaders() -> None:
+    t = target(**R1_BF16)
+    status = st.status_of(t, st.Observed(workload=recorded.leader_worker_set(1, 1)), {}, 2)
+    assert status["phase"] == "Ready" and status["ready"] == "1/1"
+    assert (status["gpus"], status["nodes"]) == (8, 4)
+    plan = status["gpuPlan"]
+    assert (plan["gpusPerReplica"], plan["gpusPerNode"], plan["nodes"]) == (32, 8, 4)
+    assert status["selector"].endswith(",leaderworkerset.sigs.k8s.io/worker-index=0")
+    single = st.status_of(target(), st.Observed(workload=recorded.deployment(1, 1)), {}, 1)
+    assert single["nodes"] == 1 and single["gpuPlan"]["nodes"] == 1
+
+
+def test_a_worker_that_cannot_be_placed_is_why_the_group_is_not_ready() -> None:
+    t = target(**R1_BF16)
+    worker = recorded.pending("0/3 nodes are available: 3 Insufficient nvidia.com/gpu.", "r1-0-3")
+    observed = st.Observed(recorded.leader_worker_set(1, 0), [recorded.pod("r1-0"), worker])
+    found = conditions(st.status_of(t, observed, {}, 1))["Ready"]
+    assert found["reason"] == "Unschedulable"
+    assert found["message"].startswith("0/1 groups ready: pod r1-0-3 (Unschedulable): 0/3")
+
+
+def test_without_the_leader_worker_set_crd_the_status_says_what_to_install() -> None:
+    t = target(**R1_BF16)
+    status = st.status_of(t, st.Observed(unserved=frozenset({"LeaderWorkerSet"})), {}, 1)
+    assert status["phase"] == "Pending" and status["nodes"] == 4
+    found = conditions(status)
+    ready = found["Ready"]
+    assert (ready["status"], ready["reason"]) == ("False", "LeaderWorkerSetNotInstalled")
+    assert "each replica needs 4 nodes of 8 GPUs" in ready["message"]
+    assert "sigs.k8s.io/lws" in ready["message"] and "maxNodes to 1" in ready["message"]
+    assert found["GpuPlanned"]["status"] == "True"  # the plan stands; only its kind is missing
+    said = st.alerts([], status["conditions"])
+    assert said == [("LeaderWorkerSetNotInstalled", ready["message"])]
+    assert st.alerts(status["conditions"], status["conditions"]) == []  # once
