@@ -4,7 +4,6 @@ patient polling. Fixtures live in conftest.py; this module holds what tests impo
 from __future__ import annotations
 
 import contextlib
-import copy
 import json
 import os
 import secrets
@@ -19,6 +18,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import yaml
+from devkit.merge import merge_patch
 
 REPO = Path(__file__).resolve().parents[2]
 HACK = REPO / "hack"
@@ -92,19 +92,6 @@ def wait_until(
         time.sleep(interval)
 
 
-def deep_merge(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
-    """`overrides` onto a copy of `base`; a None value deletes the key."""
-    out = copy.deepcopy(base)
-    for key, value in overrides.items():
-        if value is None:
-            out.pop(key, None)
-        elif isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = deep_merge(out[key], value)
-        else:
-            out[key] = copy.deepcopy(value)
-    return out
-
-
 def dsd(name: str, spec: dict[str, Any] | None = None) -> dict[str, Any]:
     """A valid DeepSeekDeployment: the 7B distill in int8 on one A100 (the fake node 2), fixed
     replicas, weights in the image so no PVC is needed. `spec` is merged over it."""
@@ -121,7 +108,7 @@ def dsd(name: str, spec: dict[str, Any] | None = None) -> dict[str, Any]:
         "apiVersion": f"{GROUP}/{VERSION}",
         "kind": KIND,
         "metadata": {"name": name},
-        "spec": deep_merge(base, spec or {}),
+        "spec": merge_patch(base, spec or {}),
     }
 
 
