@@ -150,16 +150,26 @@ def test_client_disconnect_mid_stream_frees_its_slot(api_server: RuntimeServer) 
     assert after == aborted + 1  # the engine aborted it rather than generating all 240
 
 
+# Ours, and the vLLM names the Gateway API Inference Extension's endpoint picker reads.
+LOAD_GAUGES = {
+    "waiting": ("deepseek_requests_waiting", ""),
+    "running": ("deepseek_requests_running", ""),
+    "vllm waiting": ("vllm:num_requests_waiting", f'{{model_name="{MODEL}"}}'),
+    "vllm running": ("vllm:num_requests_running", f'{{model_name="{MODEL}"}}'),
+    "vllm kv": ("vllm:kv_cache_usage_perc", f'{{model_name="{MODEL}"}}'),
+}
+
+
 def test_queue_gauge_rises_under_load_and_returns_to_zero(api_server: RuntimeServer) -> None:
     wait_idle(api_server)
     body = {"model": MODEL, "prompt": "Load", "max_tokens": 96, "ignore_eos": True}
-    peak = {"waiting": 0.0, "running": 0.0}
+    peak = dict.fromkeys(LOAD_GAUGES, 0.0)
     done = threading.Event()
 
     def sample() -> None:
         while not done.is_set():
-            for name in peak:
-                peak[name] = max(peak[name], metric(api_server, f"deepseek_requests_{name}"))
+            for key, (name, labels) in LOAD_GAUGES.items():
+                peak[key] = max(peak[key], metric(api_server, name, labels))
             time.sleep(0.01)
 
     sampler = threading.Thread(target=sample)
@@ -171,9 +181,12 @@ def test_queue_gauge_rises_under_load_and_returns_to_zero(api_server: RuntimeSer
     done.set()
     sampler.join()
     assert statuses == [200] * 16
-    assert peak["running"] == 2  # --max-num-seqs 2
-    assert peak["waiting"] >= 4, peak
+    assert peak["running"] == peak["vllm running"] == 2, peak  # --max-num-seqs 2
+    assert peak["waiting"] >= 4 and peak["vllm waiting"] >= 4, peak
+    assert 0 < peak["vllm kv"] <= 1, peak
     wait_idle(api_server, 5)
+    assert metric(api_server, *LOAD_GAUGES["vllm waiting"]) == 0
+    assert metric(api_server, *LOAD_GAUGES["vllm running"]) == 0
 
 
 def test_queue_full_is_429_with_retry_after(api_server: RuntimeServer) -> None:

@@ -195,6 +195,9 @@ def _runtime_container(t: Target, role: Role, mounts: list[dict[str, Any]]) -> d
     return container
 
 
+ENGINE_TYPE_LABEL = "inference.networking.k8s.io/engine-type"
+
+
 def pod_template(t: Target, role: Role = "server") -> dict[str, Any]:
     volumes, mounts = _volumes(t, role)
     integrity_volumes, init_containers = _integrity(t, mounts)
@@ -223,7 +226,12 @@ def pod_template(t: Target, role: Role = "server") -> dict[str, Any]:
             "prometheus.io/port": str(HTTP_PORT),
             "prometheus.io/path": "/metrics",
         }
-    return {"metadata": {"labels": labels(t), "annotations": annotations}, "spec": pod_spec}
+    pod_labels = labels(t)
+    if role == "server":
+        # The runtime exports the model-server gauges under vLLM's names, so the Gateway API
+        # Inference Extension's endpoint picker reads our pods with its built-in vLLM mapping.
+        pod_labels |= {ENGINE_TYPE_LABEL: "vllm"}
+    return {"metadata": {"labels": pod_labels, "annotations": annotations}, "spec": pod_spec}
 
 
 def service_account(t: Target) -> dict[str, Any]:

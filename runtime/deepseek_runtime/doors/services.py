@@ -42,9 +42,9 @@ class Services:
 
     def attach(self, engine: Engine) -> None:
         self.engine = engine
-        self.metrics.read_stats_from(engine.stats)
-        self.generator = Generator(engine, self.output_filter, self.metrics)
         self.model_name = self.settings.served_model_name or engine.model_name
+        self.metrics.read_stats_from(engine.stats, self.model_name)
+        self.generator = Generator(engine, self.output_filter, self.metrics)
         mode = self.settings.reasoning
         self.reasoning = mode == "on" or (
             mode == "auto" and tokenizer_has_think_tags(engine.tokenizer)

@@ -5,6 +5,11 @@ scrape time, not pushed: Triton's own pending count is blind for decoupled model
 pushed gauge could go stale between steps. The class also implements the engine's
 `EngineObserver`; the engine calls those hooks from its own thread (prometheus-client is
 thread-safe).
+
+The same snapshot is also exported under vLLM's names (`vllm:num_requests_waiting`, ...), the
+names the Gateway API Inference Extension's endpoint picker reads by default from pods labelled
+`inference.networking.k8s.io/engine-type: vllm` (the operator puts that label on runtime pods):
+an InferencePool routes to our pods with no per-engine configuration.
 """
 
 from __future__ import annotations
@@ -33,6 +38,16 @@ _GAUGES = (  # name, help, EngineStats field
      "kv_cache_usage"),
 )  # fmt: skip
 
+# The inference extension's model-server protocol, by vLLM's names. KV usage appears under both
+# its current (`kv_cache_usage_perc`) and its older (`gpu_cache_usage_perc`) name: pickers of
+# either generation read it. vLLM's "perc" gauges are fractions 0..1, like ours.
+_VLLM_GAUGES = (
+    ("vllm:num_requests_waiting", "Requests waiting to be processed", "waiting"),
+    ("vllm:num_requests_running", "Requests being generated", "running"),
+    ("vllm:kv_cache_usage_perc", "KV-cache usage, 1 means 100 percent", "kv_cache_usage"),
+    ("vllm:gpu_cache_usage_perc", "KV-cache usage, 1 means 100 percent", "kv_cache_usage"),
+)
+
 
 class _EngineStatsCollector(Collector):
     """One consistent `stats()` snapshot per scrape for all engine gauges (zeros until the
@@ -40,11 +55,16 @@ class _EngineStatsCollector(Collector):
 
     def __init__(self) -> None:
         self.stats: Callable[[], EngineStats] | None = None
+        self.model_name = ""
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
         s = self.stats() if self.stats is not None else _IDLE
         for name, text, attribute in _GAUGES:
             yield GaugeMetricFamily(name, text, value=getattr(s, attribute))
+        for name, text, attribute in _VLLM_GAUGES:
+            family = GaugeMetricFamily(name, text, labels=["model_name"])
+            family.add_metric([self.model_name], getattr(s, attribute))
+            yield family
 
 
 class RuntimeMetrics:
@@ -107,9 +127,11 @@ class RuntimeMetrics:
     def _histogram(self, name: str, text: str, buckets: Sequence[float]) -> Histogram:
         return Histogram(name, text, buckets=buckets, registry=self.registry)
 
-    def read_stats_from(self, stats: Callable[[], EngineStats]) -> None:
-        """The engine's gauges, once it has loaded (scrapes before then read zeros)."""
+    def read_stats_from(self, stats: Callable[[], EngineStats], model_name: str = "") -> None:
+        """The engine's gauges, once it has loaded (scrapes before then read zeros); the vLLM-named
+        ones carry the served model's name, as vLLM's do."""
         self._engine.stats = stats
+        self._engine.model_name = model_name
 
     # --- EngineObserver ---
     def on_step(self, batch_size: int, prefill_tokens: int, decode_tokens: int) -> None:

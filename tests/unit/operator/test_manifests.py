@@ -289,3 +289,12 @@ def test_host_path_is_refused_where_pod_security_forbids_it() -> None:
     assert problem is not None and problem.startswith("spec.model.source.hostPath")
     assert pod_security_problem(spec, {}) is None  # privileged by default
     assert pod_security_problem(parse_spec(cr()["spec"]), restricted) is None
+
+
+def test_serving_pods_say_which_metric_names_they_export() -> None:
+    # The Gateway API Inference Extension's picker maps metric names by this pod label; the
+    # runtime exports vLLM's names (tests/runtime/test_openai_server.py scrapes them).
+    d = deployment(target())
+    label = "inference.networking.k8s.io/engine-type"
+    assert d["spec"]["template"]["metadata"]["labels"][label] == "vllm"
+    assert label not in d["spec"]["selector"]["matchLabels"]  # selectors are immutable
