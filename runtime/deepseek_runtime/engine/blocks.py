@@ -70,9 +70,11 @@ class BlockManager:
         self.num_blocks = num_blocks
         self.block_size = block_size
         self.prefix_caching = prefix_caching
-        self._refs = [0] * num_blocks
-        self._hash_of: list[bytes | None] = [None] * num_blocks
-        self._free = list(range(num_blocks))  # a heap: low ids first keep the pool's high-water
+        # Dicts and a counter rather than lists of num_blocks: a huge budget costs nothing.
+        self._refs: dict[int, int] = {}  # referenced blocks only
+        self._hash_of: dict[int, bytes] = {}
+        self._free: list[int] = []  # a heap of released ids: low ids first keep the pools small
+        self._fresh = 0  # ids from here on were never handed out
         self._cached: dict[bytes, int] = {}  # hash -> block, referenced or not
         self._evictable: OrderedDict[int, None] = OrderedDict()  # unreferenced + hashed, LRU first
         self._promised = 0  # reserved but not yet taken, over all live tables
@@ -85,11 +87,15 @@ class BlockManager:
     @property
     def available(self) -> int:
         """Blocks a new reservation may claim."""
-        return len(self._free) + len(self._evictable) - self._promised
+        return self._num_free + len(self._evictable) - self._promised
+
+    @property
+    def _num_free(self) -> int:
+        return len(self._free) + self.num_blocks - self._fresh
 
     def usage(self) -> BlockUsage:
         cached = len(self._evictable)
-        return BlockUsage(self.num_blocks, self.num_blocks - len(self._free) - cached, cached)
+        return BlockUsage(self.num_blocks, self.num_blocks - self._num_free - cached, cached)
 
     # --- prefix lookup and admission ---
 
@@ -115,17 +121,24 @@ class BlockManager:
         revived = sum(1 for b in hit if b in self._evictable)  # leave the evictable set
         return needed <= self.available - revived
 
-    def admit(self, seq_id: int, tenant: str, token_ids: Sequence[int], tokens: int) -> BlockTable:
+    def admit(
+        self,
+        seq_id: int,
+        tenant: str,
+        token_ids: Sequence[int],
+        tokens: int,
+        hit: list[int] | None = None,
+    ) -> BlockTable:
         """Reserve a sequence's blocks (prompt `token_ids`, at most `tokens` in all) and take
-        the cached prefix; the caller checked can_admit."""
-        hit = self.match(tenant, token_ids)
+        its cached prefix (`hit`, from match(), or looked up here)."""
+        hit = self.match(tenant, token_ids) if hit is None else hit
         if not self.can_admit(tokens, hit):
             raise RuntimeError(f"sequence {seq_id} does not fit in the KV cache")
         table = BlockTable(tenant, blocks_for(tokens, self.block_size))
         for block in hit:
             self._ref(block)
             table.blocks.append(block)
-            table.hashes.append(self._hash_of[block])  # type: ignore[arg-type]
+            table.hashes.append(self._hash_of[block])
         table.cached_tokens = len(hit) * self.block_size
         self._promised += table.reserved - len(hit)
         self.tables[seq_id] = table
@@ -146,6 +159,13 @@ class BlockManager:
             table.blocks.append(self._take())
             self._promised -= 1
         return table.blocks
+
+    def fills_a_block(self, seq_id: int, computed: int) -> bool:
+        """Whether `computed` tokens fill a block not named yet (commit() has work)."""
+        table = self.tables.get(seq_id)
+        if not self.prefix_caching or table is None:
+            return False
+        return min(computed // self.block_size, len(table.blocks)) > len(table.hashes)
 
     def commit(self, seq_id: int, token_ids: Sequence[int]) -> None:
         """Name the blocks that `token_ids` (the tokens whose KV is now computed) fill."""
@@ -174,16 +194,18 @@ class BlockManager:
             self._refs[block] -= 1
             if self._refs[block]:
                 continue
-            if self._hash_of[block] is not None:
+            del self._refs[block]
+            if block in self._hash_of:
                 self._evictable[block] = None
             else:
                 heapq.heappush(self._free, block)
 
     def reset(self) -> None:
         """Forget everything (after a failed step left the pool in an unknown state)."""
-        self._refs = [0] * self.num_blocks
-        self._hash_of = [None] * self.num_blocks
-        self._free = list(range(self.num_blocks))
+        self._refs.clear()
+        self._hash_of.clear()
+        self._free.clear()
+        self._fresh = 0
         self._cached.clear()
         self._evictable.clear()
         self._promised = 0
@@ -192,19 +214,18 @@ class BlockManager:
     # --- internals ---
 
     def _ref(self, block: int) -> None:
-        if self._refs[block] == 0:
+        if block not in self._refs:
             self._evictable.pop(block, None)
-        self._refs[block] += 1
+        self._refs[block] = self._refs.get(block, 0) + 1
 
     def _take(self) -> int:
         if self._free:
             block = heapq.heappop(self._free)
+        elif self._fresh < self.num_blocks:
+            block, self._fresh = self._fresh, self._fresh + 1
         elif self._evictable:
             block, _ = self._evictable.popitem(last=False)
-            old = self._hash_of[block]
-            if old is not None and self._cached.get(old) == block:
-                del self._cached[old]
-            self._hash_of[block] = None
+            del self._cached[self._hash_of.pop(block)]
         else:
             raise RuntimeError("the KV cache is out of blocks (admission let too much in)")
         self._refs[block] = 1
