@@ -20,6 +20,7 @@ Writes bench/results/prefix_cache.md. Without --model it builds the benchmarks' 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime as dt
 import os
 import random
@@ -140,6 +141,9 @@ def main() -> int:
         loaded = load_model(model_dir)
         peer_model = None if args.no_peer else load_model(model_dir).model
     vocab = int(loaded.model.config.vocab_size)
+    # The tiny model says 512 positions; its RoPE computes any position, and a random model
+    # has no trained length to respect: the chat's context is allowed.
+    loaded = dataclasses.replace(loaded, max_model_len=1 << 16)
     plan = ChatPlan(args.conversations, args.turns, args.system_tokens,
                     new_tokens=args.new_tokens)  # fmt: skip
 
