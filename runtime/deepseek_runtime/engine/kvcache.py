@@ -9,6 +9,14 @@ layers), so a layer costs one scatter and one gather. DeepseekV3 (MLA) passes it
 latent and rope key through the same call as one "head" each, of different widths: keys and
 values have pools of their own shapes.
 
+Decode steps avoid that gather while the batch stays the same: the first decode step of a
+batch gathers every item's context once into a contiguous working view [items, heads, room,
+dim], with room to grow; the following steps write each new token into the pool and into its
+column of the view, and attention reads the view in place (what the left-padded cache did,
+without its copies on every join and leave). A batch that changes, or outgrows the room, is
+gathered again. The view is a copy of the running sequences' contexts (at most rows x the
+longest context + headroom, on top of the pools); prefill steps do not use it.
+
 Slot 0 is scratch: padding queries write there and padding columns read it (the attention mask
 hides them). Block b's token i lives in slot 1 + b * block_size + i. The pools grow (by copy,
 rarely) to the highest block in use, never past the budget, so memory follows what is used.
@@ -26,6 +34,7 @@ from deepseek_runtime.engine.step import StepInput
 
 SCRATCH = 0
 GROWTH = 1.5
+VIEW_HEADROOM = 64  # tokens of room a decode view gets past the longest context (at least)
 
 
 @dataclass(slots=True)
@@ -37,6 +46,38 @@ class StepLayout:
     items: int
     context: int  # the longest item's context: the key length attention sees
     slots_needed: int  # pool rows this step touches (1 + highest slot)
+    view: str = "none"  # decode view: "none" (gather), "fill" (gather into it), "append"
+    room: int = 0  # the view's length in tokens ("fill")
+    columns: torch.Tensor | None = None  # [items] each new token's column in the view
+
+
+class DecodeView:
+    """Decides, once per step for every layer, whether the decode view can be appended to."""
+
+    def __init__(self) -> None:
+        self._ids: tuple[int, ...] = ()
+        self._contexts: tuple[int, ...] = ()
+        self._room = 0
+
+    def plan(self, step: StepInput, where: StepLayout, device: torch.device) -> None:
+        items = step.items
+        if any(len(item.token_ids) != 1 for item in items):
+            self._ids = ()  # a prefill step: the next decode step gathers afresh
+            return
+        ids = tuple(item.seq_id for item in items)
+        contexts = tuple(item.context_len for item in items)
+        grown_by_one = all(c == p + 1 for c, p in zip(contexts, self._contexts, strict=False))
+        if ids == self._ids and grown_by_one and max(contexts) <= self._room:
+            where.view = "append"
+            where.columns = torch.tensor([item.start for item in items], device=device)
+        else:
+            where.view = "fill"
+            self._room = max(contexts) + max(VIEW_HEADROOM, max(contexts) // 4)
+        where.room = self._room
+        self._ids, self._contexts = ids, contexts
+
+    def reset(self) -> None:
+        self._ids = ()
 
 
 def slot_of(block_table: torch.Tensor, positions: torch.Tensor, block_size: int) -> torch.Tensor:
@@ -86,6 +127,8 @@ class PagedLayer(CacheLayerMixin):
         self.shape = shape
         self.k_pool: torch.Tensor | None = None  # [slots, heads, dim]
         self.v_pool: torch.Tensor | None = None
+        self.k_view: torch.Tensor | None = None  # [items, heads, room, dim] (decode only)
+        self.v_view: torch.Tensor | None = None
 
     def lazy_initialization(self, key_states: torch.Tensor, value_states: torch.Tensor) -> None:
         self.dtype, self.device = key_states.dtype, key_states.device
@@ -111,8 +154,17 @@ class PagedLayer(CacheLayerMixin):
             self.lazy_initialization(key_states, value_states)
         self.k_pool = self._fit(self.k_pool, key_states, step.slots_needed)
         self.v_pool = self._fit(self.v_pool, value_states, step.slots_needed)
+        if step.view == "append" and self.k_view is not None and self.v_view is not None:
+            keys = self._append(self.k_pool, self.k_view, key_states, step)
+            values = self._append(self.v_pool, self.v_view, value_states, step)
+            return keys, values
         keys = self._write_read(self.k_pool, key_states, step)
         values = self._write_read(self.v_pool, value_states, step)
+        if step.view == "fill":
+            self.k_view, keys = _fill(keys, step)
+            self.v_view, values = _fill(values, step)
+        else:
+            self.k_view = self.v_view = None
         return keys, values
 
     @staticmethod
@@ -121,6 +173,18 @@ class PagedLayer(CacheLayerMixin):
         pool.index_copy_(0, step.write, new.transpose(1, 2).reshape(items * length, heads, dim))
         gathered = pool.index_select(0, step.read).view(items, step.context, heads, dim)
         return gathered.transpose(1, 2)
+
+    @staticmethod
+    def _append(
+        pool: torch.Tensor, view: torch.Tensor, new: torch.Tensor, step: StepLayout
+    ) -> torch.Tensor:
+        """One new token per item: into its slot, and into its column of the view."""
+        items = new.shape[0]
+        token = new[:, :, 0, :]  # [items, heads, dim]
+        pool.index_copy_(0, step.write, token)
+        rows = torch.arange(items, device=new.device)
+        view[rows, :, step.columns, :] = token
+        return view[:, :, : step.context, :]
 
     def _fit(self, pool: torch.Tensor | None, like: torch.Tensor, needed: int) -> torch.Tensor:
         if pool is not None and pool.shape[0] >= needed:
@@ -141,15 +205,35 @@ class PagedLayer(CacheLayerMixin):
         return 0 if self.k_pool is None else self.k_pool.shape[0] - 1
 
 
+def _fill(gathered: torch.Tensor, step: StepLayout) -> tuple[torch.Tensor, torch.Tensor]:
+    """A fresh view holding `gathered` ([items, heads, context, dim]) with room to grow."""
+    items, heads, context, dim = gathered.shape
+    # Zeros, not empty: a shorter item's columns past its context are read (masked) as the
+    # batch's longest context grows, and uninitialised memory may hold NaN, which no mask hides.
+    view = gathered.new_zeros((items, heads, step.room, dim))
+    view[:, :, :context] = gathered
+    return view, view[:, :, :context, :]
+
+
 class PagedCache(Cache):
     """The runner's one cache, alive as long as the engine; layers are created on first use."""
 
     def __init__(self, num_blocks: int, block_size: int) -> None:
         self.shape = PoolShape(1 + num_blocks * block_size)
+        self.view = DecodeView()
         super().__init__(layer_class_to_replicate=functools.partial(PagedLayer, self.shape))  # type: ignore[arg-type]
 
     def paged_layers(self) -> list[PagedLayer]:
         return [layer for layer in self.layers if isinstance(layer, PagedLayer)]
+
+    def view_bytes(self) -> int:
+        """Bytes of the decode views (working copies of the running contexts)."""
+        return sum(
+            v.numel() * v.element_size()
+            for layer in self.paged_layers()
+            for v in (layer.k_view, layer.v_view)
+            if v is not None
+        )
 
     def allocated(self) -> tuple[int, int]:
         """(token slots, bytes) the pools hold now (the scratch slot not counted in slots)."""

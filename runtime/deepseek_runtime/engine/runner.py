@@ -74,6 +74,7 @@ class ModelRunner:
             input_ids[row, query_len - n :] = torch.tensor(item.token_ids, dtype=torch.long)
             positions[row, query_len - n :] = torch.arange(item.start, item.context_len)
         where = layout(step, query_len, self.device)
+        self.cache.view.plan(step, where, self.device)
         positions = positions.to(self.device)
         mask = self._mask(positions, where.context)
         self.cache.shape.step = where
@@ -108,6 +109,7 @@ class ModelRunner:
     def reset(self) -> None:
         """Forget every sequence (after a failed step; the block manager is reset too)."""
         self._generators.clear()
+        self.cache.view.reset()
 
     def _sample(self, logits: torch.Tensor, seqs: Seq[Sequence]) -> list[int]:
         generators = [self._generators.get(s.seq_id) for s in seqs]
