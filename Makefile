@@ -77,7 +77,7 @@ demo: install control-plane ## local cluster + operator + example CR + runtime a
 	bash hack/demo.sh
 
 .PHONY: bench
-bench: bench-reconcile bench-runtime bench-decode ## every benchmark; tables land in bench/results/
+bench: bench-reconcile bench-runtime bench-decode bench-prefix ## every benchmark; tables land in bench/results/
 
 .PHONY: bench-reconcile
 bench-reconcile: install control-plane ## 1/50/300 CRs on the local control plane -> bench/results/reconcile.md
@@ -90,6 +90,10 @@ bench-runtime: install ## generate vs static batch vs served (OpenAI, Triton) ->
 .PHONY: bench-decode
 bench-decode: install ## the engine's decode step vs generate, CPU kernels on/off -> bench/results/decode_step.md
 	$(PY) bench/decode_step.py
+
+.PHONY: bench-prefix
+bench-prefix: install ## KV prefix reuse on/off vs transformers' continuous batching, chat + no shared prefix -> bench/results/prefix_cache.md
+	$(PY) bench/prefix_cache.py
 
 .PHONY: clean
 clean: cluster-down ## remove the venv and caches in the repository (not the Go build cache)

@@ -48,17 +48,20 @@ def runner_tokens(model: Any, prompts: list[list[int]], new_tokens: int) -> list
 
     from deepseek_runtime.engine.protocol import SamplingParams
     from deepseek_runtime.engine.runner import ModelRunner
+    from deepseek_runtime.engine.scheduler import Scheduler
     from deepseek_runtime.engine.sequence import Sequence
 
     greedy = SamplingParams(temperature=0.0)
     seqs = [Sequence(i, tuple(p), greedy, new_tokens) for i, p in enumerate(prompts)]
-    runner = ModelRunner(model, pad_token_id=0)
+    kv_tokens = sum(s.kv_reservation + 16 for s in seqs)
+    scheduler = Scheduler(len(seqs), 1 << 20, kv_tokens, prefix_caching=False)
+    runner = ModelRunner(model, scheduler.blocks.num_blocks, scheduler.block_size)
+    for seq in seqs:
+        scheduler.add(seq)
     with torch.inference_mode():
-        for seq, token in zip(seqs, runner.prefill(seqs), strict=True):
-            seq.output_token_ids.append(token)
-        for _ in range(new_tokens - 1):
-            for seq, token in zip(seqs, runner.decode(seqs), strict=True):
-                seq.output_token_ids.append(token)
+        for _ in range(new_tokens):  # the prefill step, then new_tokens - 1 decode steps
+            batch = scheduler.schedule()
+            scheduler.postprocess(batch, runner.run(batch))
     return [list(s.output_token_ids) for s in seqs]
 
 

@@ -205,7 +205,7 @@ def test_closing_or_cancelling_frees_the_slot(qwen2: LoadedModel) -> None:
             await until(lambda: engine.stats().running == 0)
             after = await collect(engine, PROMPT, greedy(3, ignore_eos=True))
             assert after.finish == "length"
-            await until(lambda: engine.runner.num_rows == 0)  # its KV rows are gone too
+            await until(lambda: engine.stats().kv_blocks_used == 0)  # its KV blocks are free too
 
         asyncio.run(main())
 

@@ -69,9 +69,10 @@ class Generator:
         self.metrics = metrics
 
     def request(
-        self, prefix: str, prompt: tuple[int, ...], params: SamplingParams
+        self, prefix: str, prompt: tuple[int, ...], params: SamplingParams, tenant: str = ""
     ) -> GenerationRequest:
-        return GenerationRequest(new_request_id(prefix), prompt, params)
+        """`tenant` (the API key's name) scopes the engine's prefix reuse."""
+        return GenerationRequest(new_request_id(prefix), prompt, params, tenant)
 
     async def stream(self, request: GenerationRequest, door: str) -> AsyncIterator[Chunk]:
         """The request's chunks, ending with one that carries its finish reason as the client

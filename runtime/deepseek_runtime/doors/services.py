@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 
 from deepseek_runtime.doors.generation import Generator
 from deepseek_runtime.doors.openai.reasoning import tokenizer_has_think_tags
+from deepseek_runtime.doors.response_cache import ResponseCache
 from deepseek_runtime.engine.protocol import Engine, EngineError, EngineShuttingDownError
 from deepseek_runtime.guards.audit import AuditLog
 from deepseek_runtime.guards.keys import AuthError, Guard, Permission, Principal
@@ -31,6 +32,7 @@ class Services:
     metrics: RuntimeMetrics
     output_filter: OutputFilter
     audit: AuditLog | None = None
+    response_cache: ResponseCache = field(default_factory=lambda: ResponseCache(0, 1.0))
     engine: Engine | None = None
     generator: Generator | None = None
     model_name: str = ""

@@ -19,6 +19,8 @@ class EngineConfig:
     warmup: bool = True  # run one short generation before is_ready() turns true
     tune_cpu_kernels: bool = True  # on CPU, time the lm_head layouts at start-up (cpu_kernels)
     retry_after_s: float = 1.0  # what QueueFullError tells clients to wait
+    prefix_caching: bool = True  # reuse the KV of cached prompt prefixes (blocks.py)
+    block_size: int = 16  # tokens per KV block: the granularity of reuse
 
     def __post_init__(self) -> None:
         for name in ("max_num_seqs", "max_num_batched_tokens", "max_queue", "default_max_tokens"):
@@ -28,6 +30,8 @@ class EngineConfig:
             value = getattr(self, name)
             if value is not None and value < 1:
                 raise ValueError(f"{name} must be at least 1 (or None), got {value}")
+        if self.block_size < 1:
+            raise ValueError("block_size must be at least 1")
         if self.stream_interval_tokens < 1:
             raise ValueError("stream_interval_tokens must be at least 1")
         if self.max_num_batched_tokens < self.max_num_seqs:

@@ -16,6 +16,7 @@ from collections.abc import AsyncGenerator
 
 import torch
 
+from deepseek_runtime.engine.blocks import blocks_for
 from deepseek_runtime.engine.config import EngineConfig
 from deepseek_runtime.engine.cpu_kernels import tune_output_head
 from deepseek_runtime.engine.output import OutputProcessor
@@ -57,10 +58,16 @@ class LLMEngine:
         kv_tokens = self.config.kv_cache_tokens or self.config.max_num_seqs * self.max_model_len
         if kv_tokens < self.max_model_len:
             raise ValueError(f"kv_cache_tokens {kv_tokens} < max_model_len {self.max_model_len}")
+        block_size = self.config.block_size
+        # Whole blocks: a budget that is no multiple of the block size still holds the longest.
+        kv_tokens = max(kv_tokens // block_size, blocks_for(self.max_model_len, block_size))
+        kv_tokens *= block_size
         self.scheduler = Scheduler(
-            self.config.max_num_seqs, self.config.max_num_batched_tokens, kv_tokens
-        )
-        self.runner = ModelRunner(loaded.model, pad_token_id=loaded.pad_token_id)
+            self.config.max_num_seqs, self.config.max_num_batched_tokens, kv_tokens,
+            block_size, self.config.prefix_caching,
+        )  # fmt: skip
+        self.runner = ModelRunner(loaded.model, self.scheduler.blocks.num_blocks, block_size,
+                                  pad_token_id=loaded.pad_token_id)  # fmt: skip
         self.outputs = OutputProcessor(loaded.tokenizer, observer)
         self._eos = frozenset(loaded.eos_token_ids)
         self._ids = itertools.count()
@@ -95,12 +102,18 @@ class LLMEngine:
     def stats(self) -> EngineStats:
         with self._cond:
             waiting = len(self._inbox) + self.scheduler.num_waiting
-        used = self.scheduler.kv_tokens_in_use()
+        blocks = self.scheduler.blocks
+        usage = blocks.usage()
         return EngineStats(
             waiting=waiting,
             running=self.scheduler.num_running,
             max_running=self.config.max_num_seqs,
-            kv_cache_usage=min(1.0, used / self.scheduler.kv_cache_tokens),
+            kv_cache_usage=min(1.0, usage.used / usage.total),
+            kv_blocks_used=usage.used,
+            kv_blocks_cached=usage.cached,
+            kv_blocks_total=usage.total,
+            prefix_query_tokens=blocks.query_tokens,
+            prefix_hit_tokens=blocks.hit_tokens,
         )
 
     async def generate(self, request: GenerationRequest) -> AsyncGenerator[GenerationDelta, None]:
@@ -206,6 +219,7 @@ class LLMEngine:
         while not seq.is_finished:
             self.step()
         self.outputs.muted = False
+        self.scheduler.blocks.query_tokens = self.scheduler.blocks.hit_tokens = 0  # not traffic
 
     def _guarded_step(self) -> None:
         try:
@@ -216,6 +230,7 @@ class LLMEngine:
                 self.outputs.fail(seq.seq_id, EngineError(f"generation failed: {exc}"))
                 self._drop(seq.seq_id, deliver=False)
             self.runner.reset()
+            self.scheduler.reset()  # the pools' content is unknown now: cache nothing from it
 
     def step(self) -> None:
         batch = self.scheduler.schedule()
@@ -227,7 +242,7 @@ class LLMEngine:
         self.outputs.finish(finished)
 
     def _drop(self, seq_id: int, deliver: bool) -> None:
-        """Abort one sequence (client gone, failure or shutdown) and free its cache rows."""
+        """Abort one sequence (client gone, failure or shutdown) and free its KV blocks."""
         seq = self.scheduler.abort(seq_id)
         self.runner.release([seq_id])
         self.outputs.abort(seq_id, seq, deliver)

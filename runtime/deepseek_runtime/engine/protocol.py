@@ -95,6 +95,8 @@ class GenerationRequest:
     request_id: str
     prompt_token_ids: tuple[int, ...]
     params: SamplingParams = field(default_factory=SamplingParams)
+    # Whose cached prefixes this request may reuse (the API key's name): never another's.
+    tenant: str = ""
 
 
 @dataclass(slots=True)
@@ -113,7 +115,12 @@ class EngineStats:
     waiting: int  # the HPA's queue gauge: requests admitted but not yet scheduled
     running: int
     max_running: int
-    kv_cache_usage: float  # 0..1 of the KV token budget: rows x the longest row, now
+    kv_cache_usage: float  # 0..1 of the KV blocks, referenced by running sequences now
+    kv_blocks_used: int = 0  # referenced by running sequences
+    kv_blocks_cached: int = 0  # unreferenced, kept for prefix reuse (evictable)
+    kv_blocks_total: int = 0
+    prefix_query_tokens: int = 0  # prompt tokens looked up in the prefix cache, ever
+    prefix_hit_tokens: int = 0  # of which found (their KV reused), ever
 
 
 @dataclass(slots=True, frozen=True)

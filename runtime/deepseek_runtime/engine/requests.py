@@ -73,6 +73,7 @@ def make_sequence(
         max_tokens=budget,
         eos_token_ids=eos_token_ids,
         arrival_time=time.monotonic(),
+        tenant=request.tenant,
     )
 
 

@@ -1,12 +1,16 @@
-"""The only code that runs the model: prefill and batched decode over one left-padded KV cache.
+"""The only code that runs the model: one forward per step over the paged KV cache.
 
-The running sequences share one cache (kvcache.py) whose rows are left-padded to a common
-length; a 2-D attention mask hides the padding and explicit position_ids give every row its own
-positions, which is exactly what `generate` does for a padded batch, so greedy tokens match it.
-New sequences prefill as their own left-padded batch and are then spliced into the running
-cache; finished ones are cut out (and all-padding columns trimmed). This works the same for
-Llama, Qwen2 and DeepseekV3 (MLA + MoE), unlike transformers' paged continuous batching, which
-fails on MLA.
+A step is a StepInput (step.py): work items, each one sequence's new tokens (a prompt's
+uncached suffix, or its last sampled token), their first position and the sequence's block
+table. The items' tokens are left-padded into one [items, longest] batch; explicit position_ids
+give each its own positions, and an explicit 4-D mask lets query i of an item see exactly its
+own context (cached prefix included) up to its position. That is the same attention `generate`
+computes, so greedy tokens match it, with or without a reused prefix. transformers' own paged
+continuous batching is not used: it fails on MLA (DeepseekV3), whose cache holds a latent of
+another width than its rope key (see kvcache.py).
+
+`forward_step` depends only on the StepInput: another rank holding a shard of the model can
+run the same step from the same input. Sampling, which needs the sequences, happens after.
 """
 
 from __future__ import annotations
@@ -15,24 +19,30 @@ from collections.abc import Sequence as Seq
 from typing import Any
 
 import torch
-import torch.nn.functional as F
-from transformers import DynamicCache
 
-from deepseek_runtime.engine import kvcache, sampling
+from deepseek_runtime.engine import sampling
+from deepseek_runtime.engine.kvcache import PagedCache, layout
 from deepseek_runtime.engine.scheduler import ScheduledBatch
 from deepseek_runtime.engine.sequence import Sequence
+from deepseek_runtime.engine.step import StepInput
 
 
 class ModelRunner:
-    def __init__(self, model: Any, pad_token_id: int = 0, seed: int | None = None):
+    def __init__(
+        self,
+        model: Any,
+        num_blocks: int,
+        block_size: int,
+        pad_token_id: int = 0,
+        seed: int | None = None,
+    ):
         self.model = model.eval()
         self.device = next(model.parameters()).device
+        self.dtype = next(model.parameters()).dtype
+        if not self.dtype.is_floating_point:
+            self.dtype = torch.float32
         self.pad_token_id = pad_token_id
-        self._rows: list[int] = []  # seq_id of each cache row
-        self._reservations: dict[int, int] = {}  # seq_id -> prompt + max_tokens
-        self._limit = kvcache.LengthLimit()  # caps the cache's growth (kvcache.py)
-        self._cache: DynamicCache | None = None
-        self._mask: torch.Tensor | None = None  # [rows, cache length], 1 = real token
+        self.cache = PagedCache(num_blocks, block_size)
         self._generators: dict[int, torch.Generator | None] = {}
         self._shared = torch.Generator(device=self.device)
         if seed is None:
@@ -40,115 +50,67 @@ class ModelRunner:
         else:
             self._shared.manual_seed(seed)
 
-    @property
-    def num_rows(self) -> int:
-        """Sequences whose KV the runner holds (0 once everything finished or was aborted)."""
-        return len(self._rows)
-
     def allocated(self) -> tuple[int, int]:
-        """(token slots, bytes) the KV cache holds now: at most rows x the longest reservation."""
-        return kvcache.allocated(self._cache) if self._cache is not None else (0, 0)
-
-    def _set_limit(self) -> None:
-        self._limit.tokens = max(self._reservations.values(), default=0)
+        """(token slots, bytes) the KV pools hold now: at most the budget's blocks."""
+        return self.cache.allocated()
 
     @torch.inference_mode()
     def run(self, batch: ScheduledBatch) -> list[int]:
-        if batch.prefill:
-            return self.prefill(batch.prefill)
-        return self.decode(batch.decode)
-
-    def prefill(self, seqs: Seq[Sequence]) -> list[int]:
-        longest = max(s.prompt_len for s in seqs)
-        input_ids = torch.full((len(seqs), longest), self.pad_token_id, dtype=torch.long)
-        mask = torch.zeros((len(seqs), longest), dtype=torch.long)
-        for row, seq in enumerate(seqs):
-            input_ids[row, longest - seq.prompt_len :] = torch.tensor(seq.prompt_token_ids)
-            mask[row, longest - seq.prompt_len :] = 1
-        mask = mask.to(self.device)
-        positions = (mask.cumsum(-1) - 1).clamp(min=0)
-        for seq in seqs:
-            self._reservations[seq.seq_id] = seq.kv_reservation
-        self._set_limit()
-        cache = kvcache.new_cache(self._limit)
-        logits = self._forward(input_ids.to(self.device), mask, positions, cache)
-        for seq in seqs:
+        """One step: the forward, then a token for every item."""
+        logits = self.forward_step(batch.step)
+        for seq in batch.prefill:
             self._generators[seq.seq_id] = sampling.make_generator(seq.params, self.device)
-        tokens = self._sample(logits, seqs)
-        self._splice_in([s.seq_id for s in seqs], cache, mask)
-        return tokens
+        return self._sample(logits, batch.seqs)
 
-    def decode(self, seqs: Seq[Sequence]) -> list[int]:
-        if self._mask is None or self._cache is None:
-            raise RuntimeError("decode with no running sequences")
-        by_id = {s.seq_id: s for s in seqs}
-        if set(by_id) != set(self._rows):
-            raise RuntimeError("decode batch differs from the cache rows")
-        ordered = [by_id[seq_id] for seq_id in self._rows]
-        input_ids = torch.tensor([[s.last_token_id] for s in ordered], device=self.device)
-        # The new token's position is the number of real tokens already cached for its row.
-        positions = self._mask.sum(-1, keepdim=True)
-        self._mask = torch.cat([self._mask, self._mask.new_ones((len(ordered), 1))], dim=-1)
-        logits = self._forward(input_ids, self._mask, positions, self._cache)
-        by_row = dict(zip(self._rows, self._sample(logits, ordered), strict=True))
-        return [by_row[s.seq_id] for s in seqs]
+    @torch.inference_mode()
+    def forward_step(self, step: StepInput) -> torch.Tensor:
+        """Logits of each item's last token, [items, vocab]; fills the items' KV slots."""
+        items = step.items
+        query_len = max(len(item.token_ids) for item in items)
+        input_ids = torch.full((len(items), query_len), self.pad_token_id, dtype=torch.long)
+        positions = torch.full((len(items), query_len), -1, dtype=torch.long)
+        for row, item in enumerate(items):
+            n = len(item.token_ids)
+            input_ids[row, query_len - n :] = torch.tensor(item.token_ids, dtype=torch.long)
+            positions[row, query_len - n :] = torch.arange(item.start, item.context_len)
+        where = layout(step, query_len, self.device)
+        self.cache.view.plan(step, where, self.device)
+        positions = positions.to(self.device)
+        mask = self._mask(positions, where.context)
+        self.cache.shape.step = where
+        try:
+            out = self.model(
+                input_ids=input_ids.to(self.device),
+                attention_mask=mask,
+                position_ids=positions.clamp(min=0),
+                cache=self.cache,
+                use_cache=True,
+                logits_to_keep=1,
+            )
+        finally:
+            self.cache.shape.step = None
+        return out.logits[:, -1, :]
+
+    def _mask(self, positions: torch.Tensor, context: int) -> torch.Tensor:
+        """[items, 1, queries, context] additive mask: a query sees keys at or before its
+        position in its own context. Padding queries see key 0 only (a row with nothing to
+        attend to would turn into NaN in some attention kernels); their output is unused."""
+        keys = torch.arange(context, device=self.device).view(1, 1, -1)
+        visible = keys <= positions.clamp(min=0).unsqueeze(-1)
+        mask = torch.zeros(visible.shape, dtype=self.dtype, device=self.device)
+        mask.masked_fill_(~visible, torch.finfo(self.dtype).min)
+        return mask.unsqueeze(1)
 
     def release(self, seq_ids: Seq[int]) -> None:
-        """Cut finished or aborted sequences out of the cache (unknown ids are ignored)."""
-        gone = set(seq_ids) & set(self._rows)
+        """Forget finished or aborted sequences' generators (blocks.py frees their KV)."""
         for seq_id in seq_ids:
             self._generators.pop(seq_id, None)
-            self._reservations.pop(seq_id, None)
-        self._set_limit()
-        if not gone or self._mask is None or self._cache is None:
-            return
-        keep = [i for i, seq_id in enumerate(self._rows) if seq_id not in gone]
-        self._rows = [self._rows[i] for i in keep]
-        if not keep:
-            self._cache, self._mask = None, None
-            return
-        mask = self._mask[keep]
-        # Columns that are padding in every remaining row cost compute and hide nothing.
-        start = int((mask.sum(0) > 0).nonzero()[0])
-        kvcache.keep_rows(self._cache, torch.tensor(keep, device=self.device), start)
-        self._mask = mask[:, start:]
 
     def reset(self) -> None:
-        """Forget every row (after a failed step left the cache in an unknown state)."""
-        self._rows, self._cache, self._mask = [], None, None
+        """Forget every sequence (after a failed step; the block manager is reset too)."""
         self._generators.clear()
-        self._reservations.clear()
-
-    def _forward(
-        self,
-        input_ids: torch.Tensor,
-        mask: torch.Tensor,
-        positions: torch.Tensor,
-        cache: DynamicCache,
-    ) -> torch.Tensor:
-        out = self.model(
-            input_ids=input_ids,
-            attention_mask=mask,
-            position_ids=positions,
-            past_key_values=cache,
-            use_cache=True,
-            logits_to_keep=1,
-        )
-        return out.logits[:, -1, :]
+        self.cache.view.reset()
 
     def _sample(self, logits: torch.Tensor, seqs: Seq[Sequence]) -> list[int]:
         generators = [self._generators.get(s.seq_id) for s in seqs]
         return sampling.sample(logits, [s.params for s in seqs], generators, self._shared)
-
-    def _splice_in(self, seq_ids: list[int], cache: DynamicCache, mask: torch.Tensor) -> None:
-        if self._cache is None or self._mask is None:
-            self._rows, self._cache, self._mask = list(seq_ids), cache, mask
-            return
-        length = max(self._mask.shape[1], mask.shape[1])
-        kvcache.concat(self._cache, cache, length)
-        self._mask = torch.cat([_left_pad_mask(self._mask, length), _left_pad_mask(mask, length)])
-        self._rows.extend(seq_ids)
-
-
-def _left_pad_mask(mask: torch.Tensor, length: int) -> torch.Tensor:
-    return mask if mask.shape[1] == length else F.pad(mask, (length - mask.shape[1], 0))

@@ -1,30 +1,32 @@
 """Which sequences prefill and which decode, each step, within the limits. No torch here.
 
 Prefill goes first (as in nano-vllm): a step either admits waiting sequences and runs their
-prompts, or decodes one token for every running sequence.
+prompts, or decodes one token for every running sequence. Each step is handed to the runner as
+a StepInput (step.py): per sequence, the tokens to compute, their first position and the
+sequence's block table.
 
-Admission bounds what the runner's KV cache really costs, so a running sequence never has to
-be preempted: that cache is one left-padded tensor in which every row is as long as the
-longest, and it grows up to (never past) the longest row's reservation, prompt + max_tokens
-(runner.py, kvcache.py). So the running set costs at most rows x the longest reservation
-(`padded_kv_tokens`), and that must fit in --kv-cache-tokens. A paged cache (planned, with
-prefix reuse) would cost the sum of the reservations instead: only this function and the
-runner would change.
+The KV cache is paged (blocks.py): admission reserves the blocks a sequence may come to hold
+(prompt + max_tokens, less the prompt's cached prefix) out of --kv-cache-tokens, so a running
+sequence never has to be preempted, and the running set costs the sum of its reservations.
+A prompt whose leading blocks are cached (an earlier turn of the same chat, a shared system
+prompt, of the same tenant) only prefills its suffix.
 """
 
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Sequence as Sequence_
 from dataclasses import dataclass, field
 
+from deepseek_runtime.engine.blocks import BLOCK_SIZE, BlockManager, blocks_for
 from deepseek_runtime.engine.sequence import Sequence, SequenceStatus
+from deepseek_runtime.engine.step import StepInput, WorkItem
 
 
 @dataclass(slots=True)
 class ScheduledBatch:
     prefill: list[Sequence] = field(default_factory=list)
     decode: list[Sequence] = field(default_factory=list)
+    step: StepInput = field(default_factory=lambda: StepInput((), BLOCK_SIZE))
 
     @property
     def seqs(self) -> list[Sequence]:
@@ -32,32 +34,43 @@ class ScheduledBatch:
 
     @property
     def prefill_tokens(self) -> int:
-        """Tokens the forward pass computes: prompts are left-padded to the longest."""
-        return len(self.prefill) * max((s.prompt_len for s in self.prefill), default=0)
-
-
-def padded_kv_tokens(seqs: Sequence_[Sequence]) -> int:
-    """KV tokens the runner's left-padded cache may come to hold for `seqs`, growth included."""
-    return len(seqs) * max((s.kv_reservation for s in seqs), default=0)
+        """Tokens the forward pass computes: uncached prompt suffixes, left-padded to the
+        longest."""
+        if not self.prefill:
+            return 0
+        return len(self.prefill) * max(s.prompt_len - s.cached_tokens for s in self.prefill)
 
 
 class Scheduler:
-    def __init__(self, max_num_seqs: int, max_num_batched_tokens: int, kv_cache_tokens: int):
+    def __init__(
+        self,
+        max_num_seqs: int,
+        max_num_batched_tokens: int,
+        kv_cache_tokens: int,
+        block_size: int = BLOCK_SIZE,
+        prefix_caching: bool = True,
+    ):
         self.max_num_seqs = max_num_seqs
         self.max_num_batched_tokens = max_num_batched_tokens
         self.kv_cache_tokens = kv_cache_tokens
+        self.blocks = BlockManager(max(1, kv_cache_tokens // block_size), block_size,
+                                   prefix_caching)  # fmt: skip
         self.waiting: deque[Sequence] = deque()
         self.running: list[Sequence] = []
 
     @property
+    def block_size(self) -> int:
+        return self.blocks.block_size
+
+    @property
     def reserved_tokens(self) -> int:
-        """What the running set may come to cost in the KV cache (see the module's note)."""
-        return padded_kv_tokens(self.running)
+        """KV tokens the running set may come to hold (whole blocks, shared ones once)."""
+        return (self.blocks.num_blocks - self.blocks.available
+                - self.blocks.usage().cached) * self.block_size  # fmt: skip
 
     def kv_tokens_in_use(self) -> int:
-        """The padded cache's filled part now: rows x the longest row."""
-        running = list(self.running)  # stats() reads this from other threads
-        return len(running) * max((s.num_tokens for s in running), default=0)
+        """KV tokens in blocks referenced by running sequences now."""
+        return self.blocks.usage().used * self.block_size
 
     @property
     def num_waiting(self) -> int:
@@ -71,7 +84,7 @@ class Scheduler:
         return bool(self.waiting or self.running)
 
     def add(self, seq: Sequence) -> None:
-        if seq.kv_reservation > self.kv_cache_tokens:
+        if blocks_for(seq.kv_reservation, self.block_size) > self.blocks.num_blocks:
             # It could never be admitted; the engine clamps max_tokens so this is a bug upstream.
             raise ValueError(
                 f"sequence needs {seq.kv_reservation} KV tokens, budget is {self.kv_cache_tokens}"
@@ -82,26 +95,43 @@ class Scheduler:
     def schedule(self) -> ScheduledBatch:
         admitted = self._admit()
         if admitted:
-            return ScheduledBatch(prefill=admitted)
-        return ScheduledBatch(decode=list(self.running))
+            items = [self._prefill_item(s) for s in admitted]
+            return ScheduledBatch(prefill=admitted, step=StepInput(tuple(items), self.block_size))
+        items = [self._decode_item(s) for s in self.running]
+        return ScheduledBatch(decode=list(self.running),
+                              step=StepInput(tuple(items), self.block_size))  # fmt: skip
 
     def _admit(self) -> list[Sequence]:
         admitted: list[Sequence] = []
         longest = 0
         while self.waiting and len(self.running) + len(admitted) < self.max_num_seqs:
             seq = self.waiting[0]
-            if padded_kv_tokens([*self.running, *admitted, seq]) > self.kv_cache_tokens:
+            hit = self.blocks.match(seq.tenant, seq.prompt_token_ids)
+            if not self.blocks.can_admit(seq.kv_reservation, hit):
                 break  # FIFO: later, smaller requests do not overtake the head
-            padded = (len(admitted) + 1) * max(longest, seq.prompt_len)
+            suffix = seq.prompt_len - len(hit) * self.block_size
+            padded = (len(admitted) + 1) * max(longest, suffix)
             # A prompt longer than the whole budget still runs, alone, rather than never.
             if admitted and padded > self.max_num_batched_tokens:
                 break
             self.waiting.popleft()
+            table = self.blocks.admit(seq.seq_id, seq.tenant, seq.prompt_token_ids,
+                                      seq.kv_reservation, hit)  # fmt: skip
+            seq.cached_tokens = table.cached_tokens
             seq.status = SequenceStatus.RUNNING
-            longest = max(longest, seq.prompt_len)
+            longest = max(longest, suffix)
             admitted.append(seq)
         self.running.extend(admitted)
         return admitted
+
+    def _prefill_item(self, seq: Sequence) -> WorkItem:
+        table = self.blocks.ensure(seq.seq_id, seq.prompt_len)
+        start = seq.cached_tokens
+        return WorkItem(seq.seq_id, seq.prompt_token_ids[start:], start, tuple(table))
+
+    def _decode_item(self, seq: Sequence) -> WorkItem:
+        table = self.blocks.ensure(seq.seq_id, seq.num_tokens)
+        return WorkItem(seq.seq_id, (seq.last_token_id,), seq.num_tokens - 1, tuple(table))
 
     def postprocess(self, batch: ScheduledBatch, token_ids: list[int]) -> None:
         """Append each sequence's new token; EOS and max_tokens finish it."""
@@ -110,12 +140,18 @@ class Scheduler:
             raise ValueError(f"{len(seqs)} sequences but {len(token_ids)} tokens")
         for seq, token_id in zip(seqs, token_ids, strict=True):
             seq.append_token(token_id)
+            # Every token but the one just sampled now has its KV: name the blocks it filled.
+            computed = seq.num_tokens - 1
+            if self.blocks.fills_a_block(seq.seq_id, computed):
+                self.blocks.commit(seq.seq_id, seq.token_ids(computed))
 
     def reap(self) -> list[Sequence]:
         """Remove finished sequences from the running set (their KV is freed with them)."""
         finished = [s for s in self.running if s.is_finished]
         if finished:
             self.running = [s for s in self.running if not s.is_finished]
+            for seq in finished:
+                self.blocks.release(seq.seq_id)
         return finished
 
     def abort(self, seq_id: int) -> Sequence | None:
@@ -128,6 +164,11 @@ class Scheduler:
         for seq in self.running:
             if seq.seq_id == seq_id:
                 self.running.remove(seq)
+                self.blocks.release(seq_id)
                 seq.finish("abort")
                 return seq
         return None
+
+    def reset(self) -> None:
+        """Drop every block (after a failed step; the running sequences were aborted)."""
+        self.blocks.reset()

@@ -61,6 +61,8 @@ class Sequence:
     finish_reason: FinishReason | None = None
     first_token_time: float | None = None
     output: StopText = field(default_factory=StopText)
+    tenant: str = ""  # whose prefixes this sequence may reuse (the API key; blocks.py)
+    cached_tokens: int = 0  # prompt tokens whose KV was found in the cache at admission
 
     def __post_init__(self) -> None:
         if not self.prompt_token_ids:
@@ -81,6 +83,13 @@ class Sequence:
     def kv_reservation(self) -> int:
         """Tokens of KV this sequence may come to hold; admission reserves all of it up front."""
         return self.prompt_len + self.max_tokens
+
+    def token_ids(self, count: int) -> list[int]:
+        """The first `count` tokens, prompt then output."""
+        prompt = self.prompt_token_ids
+        if count <= len(prompt):
+            return list(prompt[:count])
+        return [*prompt, *self.output_token_ids[: count - len(prompt)]]
 
     @property
     def last_token_id(self) -> int:

@@ -32,6 +32,7 @@ class AuditRecord:
     client: str | None = None
     request_id: str | None = None
     finish_reason: str | None = None
+    cached: str | None = None  # "response": answered from the response cache, not the engine
     door: str = "openai"  # openai | triton
     prompt: str | None = None  # only written with include_text
     completion: str | None = None

@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Sequence
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from deepseek_runtime.engine.protocol import EngineStats, FinishedRequest
@@ -34,8 +34,22 @@ _GAUGES = (  # name, help, EngineStats field
      "Requests admitted by the engine but not yet scheduled (the autoscaling queue)", "waiting"),
     ("deepseek_requests_running", "Sequences the engine is generating now", "running"),
     ("deepseek_requests_max_running", "Engine limit on concurrent sequences", "max_running"),
-    ("deepseek_kv_cache_usage_ratio", "Fraction of the KV cache budget in use (0..1)",
+    ("deepseek_kv_cache_usage_ratio",
+     "Fraction of the KV cache's blocks referenced by running sequences (0..1)",
      "kv_cache_usage"),
+    ("deepseek_kv_cache_blocks_used", "KV cache blocks referenced by running sequences",
+     "kv_blocks_used"),
+    ("deepseek_kv_cache_blocks_cached",
+     "KV cache blocks no sequence references, kept for prefix reuse (evicted when needed)",
+     "kv_blocks_cached"),
+    ("deepseek_kv_cache_blocks_total", "KV cache blocks in the budget", "kv_blocks_total"),
+)  # fmt: skip
+_COUNTERS = (  # name (without _total), help, EngineStats field
+    ("deepseek_prefix_cache_queries", "Prompt tokens looked up in the prefix cache",
+     "prefix_query_tokens"),
+    ("deepseek_prefix_cache_hits",
+     "Prompt tokens found in the prefix cache (their KV reused, not computed)",
+     "prefix_hit_tokens"),
 )  # fmt: skip
 
 # The inference extension's model-server protocol, by vLLM's names. KV usage appears under both
@@ -57,7 +71,7 @@ class _EngineStatsCollector(Collector):
         self.stats: Callable[[], EngineStats] | None = None
         self.model_name = ""
 
-    def collect(self) -> Iterator[GaugeMetricFamily]:
+    def collect(self) -> Iterator[GaugeMetricFamily | CounterMetricFamily]:
         s = self.stats() if self.stats is not None else _IDLE
         for name, text, attribute in _GAUGES:
             yield GaugeMetricFamily(name, text, value=getattr(s, attribute))
@@ -65,6 +79,8 @@ class _EngineStatsCollector(Collector):
             family = GaugeMetricFamily(name, text, labels=["model_name"])
             family.add_metric([self.model_name], getattr(s, attribute))
             yield family
+        for name, text, attribute in _COUNTERS:  # the engine's own running totals
+            yield CounterMetricFamily(name, text, value=getattr(s, attribute))
 
 
 class RuntimeMetrics:
@@ -113,6 +129,11 @@ class RuntimeMetrics:
             "Requests refused by authentication or authorization",
             "door",
             "status",
+        )
+        self.response_cache = self._counter(
+            "deepseek_response_cache",
+            "Deterministic requests looked up in the response cache, by result (hit, miss)",
+            "result",
         )
         self.http_requests = self._counter(
             "deepseek_http_requests",

@@ -60,6 +60,8 @@ def load_engine(settings: ServerSettings, path: Path, metrics: RuntimeMetrics) -
         kv_cache_tokens=settings.kv_cache_tokens,
         torch_threads=settings.torch_threads,
         stream_interval_tokens=settings.stream_interval_tokens,
+        prefix_caching=settings.prefix_caching,
+        block_size=settings.kv_block_size,
     )
     return build_engine(
         str(path),

@@ -67,9 +67,25 @@ class ServerSettings(BaseModel):
     max_num_batched_tokens: int = model_setting(4096, "prompt tokens per prefill step", ge=1)
     kv_cache_tokens: int | None = model_setting(
         None,
-        "KV cache budget in tokens; the running batch costs rows x its longest prompt + "
-        "max_tokens (unset: max-num-seqs x max-model-len)",
+        "KV cache budget in tokens, in blocks of --kv-block-size; each running sequence "
+        "reserves its prompt + max_tokens, less a cached prefix (unset: max-num-seqs x "
+        "max-model-len)",
         ge=1,
+    )
+    prefix_caching: bool = model_setting(
+        True, "reuse the KV of prompt prefixes already computed (per API key)"
+    )
+    kv_block_size: int = model_setting(
+        16, "tokens per KV cache block: the granularity of prefix reuse", ge=1, le=1024
+    )
+    response_cache_size: int = model_setting(
+        0,
+        "whole responses kept for identical deterministic requests (temperature 0 or a seed), "
+        "per API key (0: off)",
+        ge=0,
+    )
+    response_cache_ttl_s: float = model_setting(
+        300.0, "how long a cached response may answer", gt=0
     )
     torch_threads: int | None = model_setting(
         None, "torch threads (unset: all cores but one)", ge=1

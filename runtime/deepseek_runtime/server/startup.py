@@ -7,6 +7,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+from deepseek_runtime.doors.response_cache import ResponseCache
 from deepseek_runtime.doors.services import Services
 from deepseek_runtime.guards.audit import AuditLog
 from deepseek_runtime.guards.integrity import ManifestError, verify_manifest
@@ -86,4 +87,5 @@ def build_services(settings: ServerSettings) -> Services:
     except (KeyFileError, FilterFileError, OSError) as exc:
         raise StartupError(str(exc)) from exc
     guard = Guard(keys, RateLimiter(settings.rate_limit_rps, settings.rate_limit_burst))
-    return Services(settings, guard, RuntimeMetrics(), output_filter, audit)
+    cache = ResponseCache(settings.response_cache_size, settings.response_cache_ttl_s)
+    return Services(settings, guard, RuntimeMetrics(), output_filter, audit, cache)

@@ -28,6 +28,7 @@ from deepseek_runtime.doors.openai.schema import (
     CompletionRequest,
     SamplingRequest,
 )
+from deepseek_runtime.doors.response_cache import deterministic, replay, request_key
 from deepseek_runtime.doors.services import Services
 from deepseek_runtime.engine.protocol import Engine, SamplingParams
 from deepseek_runtime.guards.audit import AuditRecord
@@ -120,7 +121,7 @@ def _params(body: SamplingRequest, max_tokens: int | None) -> SamplingParams:
 
 async def _accept(request: Request, model: type[Body]) -> tuple[Services, Engine, Body]:
     """An inference request's common checks: key and role, body, loaded engine, model name."""
-    authorize(request, Permission.INFERENCE)
+    request.state.principal = authorize(request, Permission.INFERENCE)
     svc = services(request)
     body = parse_json(await read_body(request, svc.settings.max_body_bytes), model)
     engine, _ = svc.require_engine()
@@ -179,7 +180,17 @@ async def _generate(
     record = audit_record(request)
     if record is not None:
         record.model, record.prompt_tokens, record.prompt = svc.model_name, len(ids), prompt_text
-    chunks = generator.stream(generator.request(fmt.id_prefix, ids, params), "openai")
+    tenant: str = request.state.principal.name
+    cache, key = svc.response_cache, None
+    if cache.enabled and deterministic(params):
+        key = request_key(tenant, svc.model_name, request.url.path, body.model_dump(mode="json"))
+        hit = cache.get(key)
+        svc.metrics.response_cache.labels("miss" if hit is None else "hit").inc()
+        if hit is not None:
+            return _replay(svc, body, fmt, hit, record)
+    chunks = generator.stream(generator.request(fmt.id_prefix, ids, params, tenant), "openai")
+    if key is not None:
+        chunks = cache.recording(key, chunks)
     try:
         first = await _unless_disconnected(request, anext(chunks, None))
         if body.stream:
@@ -192,6 +203,23 @@ async def _generate(
         await close_quietly(chunks)
         raise
     return JSONResponse(fmt.whole(done, record))
+
+
+def _replay(
+    svc: Services,
+    body: SamplingRequest,
+    fmt: Format,
+    hit: tuple[Chunk, ...],
+    record: AuditRecord | None,
+) -> Response:
+    """A response-cache hit, delivered as the client asked (a stream replays as a stream)."""
+    if record is not None:
+        record.cached = "response"
+    svc.metrics.finished.labels(hit[-1].finish_reason or "stop").inc()
+    if body.stream:
+        headers = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+        return EventStream(fmt.events(replay(hit), record), headers=headers)
+    return JSONResponse(fmt.whole(list(hit), record))
 
 
 async def _prepend(first: Chunk | None, rest: AsyncIterator[Chunk]) -> AsyncIterator[Chunk]:

@@ -52,7 +52,7 @@ class TritonModels:
         return principal
 
     async def _chunks(
-        self, prompt: str, opt: dict[str, Any], record: AuditRecord
+        self, prompt: str, opt: dict[str, Any], record: AuditRecord, tenant: str
     ) -> AsyncIterator[tuple[str, Chunk]]:
         """Coalesced (text, last chunk) pairs: the first at once, then at most every chunk_s."""
         try:
@@ -68,7 +68,8 @@ class TritonModels:
                 ignore_eos=opt["ignore_eos"],
             )
             record.model, record.prompt_tokens = self.svc.model_name, len(ids)
-            stream = generator.stream(generator.request("triton", ids, params), "triton")
+            request = generator.request("triton", ids, params, tenant)
+            stream = generator.stream(request, "triton")
             buffered, last_sent, first = "", 0.0, True
             try:
                 async for chunk in stream:
@@ -96,10 +97,10 @@ class TritonModels:
             if self.svc.draining:
                 record.status = 503
                 raise RequestRefused("503 unavailable: the server is shutting down")
-            self._authorize(req, record)
+            principal = self._authorize(req, record)
             prompt, opt = parse_request(req)
             record.prompt = prompt
-            pieces = self._chunks(prompt, opt, record)
+            pieces = self._chunks(prompt, opt, record, principal.name)
             try:
                 if whole or not opt["stream"]:
                     last = None

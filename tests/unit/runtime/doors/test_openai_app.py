@@ -313,7 +313,10 @@ def test_metrics_names(make: Factory) -> None:
                  "deepseek_time_per_output_token_seconds_bucket",
                  "deepseek_e2e_request_latency_seconds_bucket", "deepseek_prompt_tokens_total",
                  "deepseek_generation_tokens_total", "deepseek_kv_cache_usage_ratio",
-                 "deepseek_content_filter_total", "deepseek_rate_limited_total"]:  # fmt: skip
+                 "deepseek_content_filter_total", "deepseek_rate_limited_total",
+                 "deepseek_kv_cache_blocks_used", "deepseek_kv_cache_blocks_cached",
+                 "deepseek_kv_cache_blocks_total", "deepseek_prefix_cache_queries_total",
+                 "deepseek_prefix_cache_hits_total"]:  # fmt: skip
         assert name in text, name
     assert 'deepseek_http_requests_total{endpoint="/v1/completions",status="200"} 1.0' in text
 

@@ -14,7 +14,7 @@ from deepseek_runtime.engine.protocol import (
     SamplingParams,
 )
 from deepseek_runtime.engine.requests import make_sequence
-from deepseek_runtime.engine.scheduler import Scheduler, padded_kv_tokens
+from deepseek_runtime.engine.scheduler import Scheduler
 from deepseek_runtime.engine.sequence import Sequence, SequenceStatus
 
 
@@ -22,8 +22,12 @@ def seq(seq_id: int, prompt_len: int = 4, max_tokens: int = 4) -> Sequence:
     return Sequence(seq_id, tuple(range(1, prompt_len + 1)), SamplingParams(), max_tokens)
 
 
-def scheduler(seqs: int = 4, tokens: int = 64, kv: int = 1000) -> Scheduler:
-    return Scheduler(max_num_seqs=seqs, max_num_batched_tokens=tokens, kv_cache_tokens=kv)
+def scheduler(
+    seqs: int = 4, tokens: int = 64, kv: int = 1000, block: int = 1, caching: bool = False
+) -> Scheduler:
+    """One-token blocks make KV blocks and tokens the same count."""
+    return Scheduler(max_num_seqs=seqs, max_num_batched_tokens=tokens, kv_cache_tokens=kv,
+                     block_size=block, prefix_caching=caching)  # fmt: skip
 
 
 def test_prefill_first_then_decode_everyone() -> None:
@@ -67,29 +71,29 @@ def test_a_prompt_longer_than_the_budget_runs_alone() -> None:
     assert [q.seq_id for q in s.schedule().prefill] == [2]
 
 
-def test_kv_budget_counts_the_padded_cache_fifo() -> None:
+def test_kv_budget_counts_the_reservations_fifo() -> None:
     s = scheduler(kv=30)
-    s.add(seq(1, prompt_len=6, max_tokens=6))  # 1 row x 12
-    s.add(seq(2, prompt_len=10, max_tokens=6))  # 2 rows x 16 = 32 > 30: waits
-    s.add(seq(3, prompt_len=1, max_tokens=1))  # 2 x 12 would fit, but does not overtake
+    s.add(seq(1, prompt_len=6, max_tokens=6))  # 12
+    s.add(seq(2, prompt_len=14, max_tokens=6))  # 12 + 20 = 32 > 30: waits
+    s.add(seq(3, prompt_len=1, max_tokens=1))  # would fit, but does not overtake
     assert [q.seq_id for q in s.schedule().prefill] == [1]
     assert s.reserved_tokens == 12 and s.num_waiting == 2
     with pytest.raises(ValueError):
         s.add(seq(4, prompt_len=21, max_tokens=10))  # could never fit
 
 
-def test_mixed_long_and_short_prompts_are_admitted_by_the_padded_cost() -> None:
-    """Issue 15, item 10: every row of the runner's cache is as long as the longest, so one
-    long prompt among short ones costs rows x its length, not the sum of the rows."""
-    s = scheduler(seqs=16, tokens=10_000, kv=600)
-    s.add(seq(0, prompt_len=200, max_tokens=40))  # 240
+def test_mixed_long_and_short_prompts_cost_the_sum_of_their_blocks() -> None:
+    """The paged cache costs each sequence its own blocks: one long prompt among short ones
+    no longer costs rows x the longest (issue 15, item 10, before paging)."""
+    s = scheduler(seqs=16, tokens=10_000, kv=600, block=16)
+    s.add(seq(0, prompt_len=200, max_tokens=40))  # 240 tokens: 15 blocks
     for i in range(1, 11):
-        s.add(seq(i, prompt_len=10, max_tokens=40))  # 50 each
+        s.add(seq(i, prompt_len=10, max_tokens=40))  # 50 tokens: 4 blocks each
     first = s.schedule().prefill
-    assert [q.seq_id for q in first] == [0, 1]  # 3 x 240 = 720 > 600; the sum would admit 8
-    assert padded_kv_tokens(s.running) == 480 <= 600
+    assert [q.seq_id for q in first] == list(range(0, 6))  # 15 + 5 x 4 = 35 of 37 blocks
+    assert s.reserved_tokens == 35 * 16 <= 600
     s.abort(0)
-    assert len(s.schedule().prefill) == 9  # short rows only now: all 10 fit, 10 x 50 = 500
+    assert len(s.schedule().prefill) == 4  # 17 blocks free: 4 more, the last one waits
 
 
 def test_reap_frees_slots_and_reservation() -> None:
@@ -143,7 +147,7 @@ def test_limits_hold_and_everything_finishes(
         batch = s.schedule()
         assert s.num_running <= max_seqs
         assert len(batch.prefill) == 1 or batch.prefill_tokens <= budget
-        assert s.reserved_tokens == padded_kv_tokens(s.running) <= 200
+        assert s.reserved_tokens == sum(q.kv_reservation for q in s.running) <= 200
         s.postprocess(batch, [0] * len(batch.seqs))
         finished += s.reap()
     assert sorted(q.seq_id for q in finished) == list(range(len(prompts)))
@@ -208,3 +212,25 @@ def test_admission_rejects_what_cannot_run() -> None:
     with pytest.raises(InvalidRequestError):
         make_sequence(0, request((-1,)), 32, 50, frozenset(), 8)
     assert make_sequence(0, request((1,)), 32, 50, frozenset({2}), 8).eos_token_ids == {2}
+
+
+def test_a_cached_prefix_only_prefills_its_suffix() -> None:
+    s = scheduler(kv=1000, block=4, caching=True)
+    first = seq(1, prompt_len=10, max_tokens=1)
+    s.add(first)
+    batch = s.schedule()
+    assert (
+        batch.step.items[0].token_ids == first.prompt_token_ids and batch.step.items[0].start == 0
+    )
+    s.postprocess(batch, [7])
+    s.reap()  # finished: its 2 full blocks stay cached
+    again = seq(2, prompt_len=10, max_tokens=3)
+    s.add(again)
+    batch = s.schedule()
+    (item,) = batch.step.items
+    assert again.cached_tokens == 8 and item.start == 8 and item.token_ids == (9, 10)
+    assert batch.prefill_tokens == 2
+    s.postprocess(batch, [5])
+    decode = s.schedule().step.items[0]
+    assert decode.token_ids == (5,) and decode.start == 10 and len(decode.block_table) == 3
+    assert s.blocks.query_tokens == 20 and s.blocks.hit_tokens == 8
