@@ -90,6 +90,13 @@ class ServerSettings(BaseModel):
     torch_threads: int | None = model_setting(
         None, "torch threads (unset: all cores but one)", ge=1
     )
+    tensor_parallel_size: int = model_setting(
+        1,
+        "ranks (GPUs) the model is sharded over, one process each; in a LeaderWorkerSet group "
+        "(LWS_* environment) across all its pods, else all in this pod",
+        ge=1,
+        le=1024,
+    )
     reasoning: Literal["auto", "on", "off"] = model_setting(
         "auto", "split <think>...</think> into reasoning_content"
     )
@@ -100,6 +107,13 @@ class ServerSettings(BaseModel):
     triton_http_port: int = network_setting(8000, "KServe v2 HTTP", ge=0, le=65535)
     triton_grpc_port: int = network_setting(8001, "KServe v2 gRPC", ge=0, le=65535)
     triton_metrics_port: int = network_setting(8002, "Triton's metrics", ge=0, le=65535)
+    rendezvous_port: int = network_setting(
+        29500,
+        "where rank 0 listens for the other ranks (loopback in one pod, the leader's address "
+        "in a LeaderWorkerSet group)",
+        ge=1,
+        le=65535,
+    )
     # Measured against waking on every token at 32 clients on 2 cores: +28% tok/s for streams,
     # +42% for Triton's 200 ms chunks (bench/results/runtime.md).
     stream_interval_tokens: int = network_setting(

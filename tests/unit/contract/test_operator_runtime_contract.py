@@ -3,7 +3,8 @@
 Two packages, one contract: each example CR's ConfigMap and container args are fed to the
 runtime's own settings loader and argument parser, so a renamed flag breaks here, not in a pod.
 
-Beyond one GPU the contract is stated here, once, for the runtime to implement (issue 11):
+Beyond one GPU the contract is stated here, once (issue 11; the runtime reads it in
+deepseek_runtime.parallel.topology):
 
 - ``tensor_parallel_size`` (config file): ranks per replica, one per GPU across all its pods;
   absent for one GPU.
@@ -30,21 +31,13 @@ from deepseek_operator.gpu_choice import plan_for_spec
 from deepseek_operator.manifests import Target, config_map, workload
 from deepseek_runtime.server.cli import build_parser
 from deepseek_runtime.server.drain import SHUTDOWN_MARGIN_S
-from deepseek_runtime.server.settings import ServerSettings, SettingsError, load_settings
+from deepseek_runtime.server.settings import ServerSettings, load_settings
 
 ROOT = Path(__file__).resolve().parents[3]
 EXAMPLES = sorted((ROOT / "examples").glob("*.yaml"))
 CONFIG = "/etc/deepseek/config/runtime.yaml"
 PARALLEL_KEYS = ("tensor_parallel_size", "rendezvous_port")
 LWS_ENV = ("LWS_LEADER_ADDRESS", "LWS_GROUP_SIZE", "LWS_WORKER_INDEX")
-# Remove the mark below when the runtime's ServerSettings accepts these: the strict xfail turns
-# into a failure that day.
-RUNTIME_LACKS = pytest.mark.xfail(
-    strict=True,
-    raises=SettingsError,
-    reason="deepseek_runtime.server.settings.ServerSettings has no tensor_parallel_size or "
-    "rendezvous_port setting yet (issue 11, the runtime's half)",
-)
 
 
 def target_of(doc: dict[str, Any]) -> Target:
@@ -70,12 +63,7 @@ def pod_specs(t: Target) -> list[dict[str, Any]]:
     return [group["leaderTemplate"]["spec"], group["workerTemplate"]["spec"]]
 
 
-def with_marks(path: Path) -> Any:
-    parallel = example(path).tensor_parallel > 1
-    return pytest.param(path, id=path.name, marks=[RUNTIME_LACKS] if parallel else [])
-
-
-@pytest.mark.parametrize("path", [with_marks(p) for p in EXAMPLES])
+@pytest.mark.parametrize("path", EXAMPLES, ids=lambda p: p.name)
 def test_runtime_accepts_the_operators_config(path: Path, tmp_path: Path) -> None:
     t = example(path)
     config_file = tmp_path / "runtime.yaml"
@@ -172,14 +160,7 @@ def test_the_operator_writes_exactly_these_parallel_settings(plan: Plan) -> None
         assert gpus * plan.nodes == plan.parallel.get("tensor_parallel_size", 1)
 
 
-@pytest.mark.parametrize(
-    "plan",
-    [
-        pytest.param(SINGLE_GPU, id=SINGLE_GPU.id),
-        pytest.param(MULTI_GPU, id=MULTI_GPU.id, marks=RUNTIME_LACKS),
-        pytest.param(MULTI_NODE, id=MULTI_NODE.id, marks=RUNTIME_LACKS),
-    ],
-)
+@pytest.mark.parametrize("plan", PLANS, ids=lambda p: p.id)
 def test_the_runtime_accepts_them(plan: Plan, tmp_path: Path) -> None:
     config_file = tmp_path / "runtime.yaml"
     config_file.write_text(config_map(plan.target())["data"]["runtime.yaml"])
