@@ -20,6 +20,7 @@ from deepseek_runtime.model.quantization import (
     quantization_config,
     quantize_after_load,
 )
+from deepseek_runtime.model.sharding import check_shardable
 from deepseek_runtime.model.source import (
     checkpoint_quantization,
     default_model_path,
@@ -67,11 +68,17 @@ def load_model(
     quantization: Quantization | str = "none",
     model_name: str | None = None,
     device: str | None = None,
+    tensor_parallel_size: int = 1,
 ) -> LoadedModel:
-    """Load a local model for serving; path None means the bundled SmolLM2 GGUF."""
+    """Load a local model for serving; path None means the bundled SmolLM2 GGUF.
+
+    With tensor_parallel_size > 1, every rank of the (already initialised) default process
+    group calls this at once and gets its shard (model/sharding.py says which models split).
+    """
     from transformers import AutoTokenizer
 
     source = resolve_source(default_model_path() if path is None else path)
+    check_shardable(source, str(quantization), tensor_parallel_size)
     cuda = torch.cuda.is_available() if device is None else device.startswith("cuda")
     prequantized = checkpoint_quantization(source)
     load_dtype, applied = check_combination(dtype, quantization, cuda, prequantized)
@@ -83,10 +90,14 @@ def load_model(
     quant_config = quantization_config(applied) if prequantized is None else None
     if quant_config is not None:
         kwargs["quantization_config"] = quant_config
-    if quant_config is not None or applied in PREQUANTIZED:
+    if tensor_parallel_size > 1:  # each rank reads its slices, onto its own device
+        from transformers.distributed import DistributedConfig
+
+        kwargs["distributed_config"] = DistributedConfig(tp_size=tensor_parallel_size)
+    elif quant_config is not None or applied in PREQUANTIZED:
         kwargs["device_map"] = device or "cuda"  # quantized weights are placed while loading
     model = _from_pretrained(source.directory, kwargs)
-    if "device_map" not in kwargs:
+    if "device_map" not in kwargs and tensor_parallel_size == 1:
         model.to(torch.device(device or ("cuda" if cuda else "cpu")))
     model = quantize_after_load(model.eval(), applied, cuda)
     text_config = model.config.get_text_config()

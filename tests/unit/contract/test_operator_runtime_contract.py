@@ -29,6 +29,7 @@ import yaml
 from deepseek_operator.api import parse_spec
 from deepseek_operator.gpu_choice import plan_for_spec
 from deepseek_operator.manifests import Target, config_map, workload
+from deepseek_runtime.parallel.topology import topology
 from deepseek_runtime.server.cli import build_parser
 from deepseek_runtime.server.drain import SHUTDOWN_MARGIN_S
 from deepseek_runtime.server.settings import ServerSettings, load_settings
@@ -170,3 +171,11 @@ def test_the_runtime_accepts_them(plan: Plan, tmp_path: Path) -> None:
     settings = load_settings({}, {**env, "LWS_WORKER_INDEX": "1"}, config_file)
     for key, value in plan.parallel.items():
         assert getattr(settings, key) == value
+    if plan.nodes > 1:  # each pod of the group runs the ranks of the GPUs the operator gave it
+        gpus = int(
+            pod_specs(plan.target())[1]["containers"][0]["resources"]["limits"]["nvidia.com/gpu"]
+        )
+        worker = topology(settings.tensor_parallel_size, settings.rendezvous_port,
+                          {**env, "LWS_WORKER_INDEX": "1"})  # fmt: skip
+        assert worker.ranks == tuple(range(gpus, 2 * gpus))
+        assert worker.store_host == env["LWS_LEADER_ADDRESS"] and not worker.serves
