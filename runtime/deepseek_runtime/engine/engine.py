@@ -8,11 +8,13 @@ RequestStream (coalesced, woken with call_soon_threadsafe on the caller's own lo
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import logging
 import threading
 from collections import deque
 from collections.abc import AsyncGenerator
+from typing import Protocol
 
 import torch
 
@@ -34,10 +36,22 @@ from deepseek_runtime.engine.requests import make_sequence
 from deepseek_runtime.engine.runner import ModelRunner
 from deepseek_runtime.engine.scheduler import Scheduler
 from deepseek_runtime.engine.sequence import Sequence
+from deepseek_runtime.engine.step import StepInput
 from deepseek_runtime.engine.stream import RequestStream
 from deepseek_runtime.model.loader import LoadedModel
 
 log = logging.getLogger(__name__)
+
+
+class Peers(Protocol):
+    """The other tensor-parallel ranks (parallel/leader.py), told everything that changes
+    their runner, in the engine thread's order: they run each step's forward on their shard."""
+
+    def open(self, num_blocks: int, block_size: int, pad_token_id: int) -> None: ...
+    def step(self, step: StepInput) -> None: ...
+    def reset(self) -> None: ...
+    def close(self) -> None: ...
+    def healthy(self) -> bool: ...
 
 
 class LLMEngine:
@@ -48,8 +62,10 @@ class LLMEngine:
         loaded: LoadedModel,
         config: EngineConfig | None = None,
         observer: EngineObserver | None = None,
+        peers: Peers | None = None,
     ) -> None:
         self.config = config or EngineConfig()
+        self.peers = peers
         self.loaded = loaded
         self.model_name = loaded.model_name
         self.tokenizer = loaded.tokenizer
@@ -97,7 +113,8 @@ class LLMEngine:
         return self._failure
 
     def is_ready(self) -> bool:
-        return self._ready.is_set() and self._thread.is_alive() and self._accepting
+        alive = self._ready.is_set() and self._thread.is_alive() and self._accepting
+        return alive and (self.peers is None or self.peers.healthy())
 
     def stats(self) -> EngineStats:
         with self._cond:
@@ -174,13 +191,20 @@ class LLMEngine:
     def _loop(self) -> None:
         try:
             torch.set_num_threads(self.config.resolved_torch_threads())
-            if self.config.tune_cpu_kernels:  # timed here: on this thread, with its thread count
+            if self.peers is not None:
+                blocks = self.scheduler.blocks
+                self.peers.open(blocks.num_blocks, blocks.block_size, self.runner.pad_token_id)
+            # Timed here: on this thread, with its thread count. Not with peers: a sharded head
+            # gathers across ranks, and a timing taken on one rank would deadlock the others.
+            if self.config.tune_cpu_kernels and self.peers is None:
                 tune_output_head(self.loaded.model, self.config.max_num_seqs)
             if self.config.warmup:
                 self._warmup()
             self._ready.set()
             self._settled.set()
             self._serve()
+            if self.peers is not None:
+                self.peers.close()
         except BaseException as exc:  # fail every waiting consumer rather than hang them
             log.exception("the engine thread died")
             with self._cond:
@@ -189,6 +213,9 @@ class LLMEngine:
             self._settled.set()
             for seq_id in seq_ids:
                 self.outputs.fail(seq_id, EngineError(f"the engine stopped: {exc}"))
+            if self.peers is not None:
+                with contextlib.suppress(Exception):  # a peer may be what failed
+                    self.peers.close()
             raise
 
     def _serve(self) -> None:
@@ -230,10 +257,14 @@ class LLMEngine:
                 self.outputs.fail(seq.seq_id, EngineError(f"generation failed: {exc}"))
                 self._drop(seq.seq_id, deliver=False)
             self.runner.reset()
+            if self.peers is not None:
+                self.peers.reset()  # raises if a peer is gone: then the engine stops
             self.scheduler.reset()  # the pools' content is unknown now: cache nothing from it
 
     def step(self) -> None:
         batch = self.scheduler.schedule()
+        if self.peers is not None:
+            self.peers.step(batch.step)
         token_ids = self.runner.run(batch)
         self.scheduler.postprocess(batch, token_ids)
         self.outputs.process(batch)

@@ -1,4 +1,4 @@
-"""`deepseek-runtime`: serve | manifest | hash-key.
+"""`deepseek-runtime`: serve | worker | manifest | verify-manifest | hash-key.
 
 Every `serve` flag is also a `DEEPSEEK_RUNTIME_<NAME>` environment variable and a key of the
 YAML `--config FILE`; flags win over env, env over the file.
@@ -36,6 +36,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="YAML file of settings (same keys as flags)",
     )
     add_serve_flags(serve)
+    worker = sub.add_parser(
+        "worker", help="one tensor-parallel rank that follows rank 0 (serve starts these)"
+    )
+    worker.add_argument("--rank", type=int, required=True, help="this process's global rank")
+    worker.add_argument(
+        "--config", type=Path, default=argparse.SUPPRESS, help="YAML file of serve's settings"
+    )
+    add_serve_flags(worker)
     m = sub.add_parser("manifest", help="write a SHA-256 manifest of a model directory")
     m.add_argument("directory", type=Path)
     m.add_argument(
@@ -113,10 +121,13 @@ def cmd_hash_key() -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
+    """serve, or in a LeaderWorkerSet worker pod (LWS_WORKER_INDEX > 0) follow the leader:
+    every pod of a group runs the same `serve --config FILE`."""
     from deepseek_runtime.server.run import run
     from deepseek_runtime.server.startup import StartupError
+    from deepseek_runtime.server.worker import place, run_pod, run_rank
 
-    cli = {k: v for k, v in vars(args).items() if k not in ("command", "config")}
+    cli = {k: v for k, v in vars(args).items() if k not in ("command", "config", "rank")}
     try:
         settings = load_settings(cli, os.environ, getattr(args, "config", None))
     except SettingsError as exc:
@@ -124,8 +135,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
         return 2
     _logging(settings.log_level)
     try:
-        return run(settings)
-    except StartupError as exc:
+        where = place(settings)
+        if args.command == "worker":
+            return run_rank(settings, where.with_rank(args.rank))
+        return run(settings, where) if where.serves else run_pod(settings, where)
+    except (StartupError, ValueError) as exc:
         logging.getLogger("deepseek_runtime").error("%s", exc)
         return 1
 

@@ -13,8 +13,10 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
+import os
 import signal
 import ssl
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -26,6 +28,8 @@ from deepseek_runtime.doors.openai.app import build_app
 from deepseek_runtime.doors.services import Services
 from deepseek_runtime.doors.triton.server import TritonServer, ensure_libpython_first
 from deepseek_runtime.engine.protocol import Engine
+from deepseek_runtime.parallel.ranks import LocalRanks
+from deepseek_runtime.parallel.topology import Topology
 from deepseek_runtime.server.drain import (
     Deadline,
     end_at_deadline,
@@ -40,16 +44,58 @@ from deepseek_runtime.server.startup import (
     check_settings,
     check_weights,
 )
+from deepseek_runtime.server.worker import check_shards, load_shard, place, start_local_ranks
 
 log = logging.getLogger("deepseek_runtime")
 
 READY_TIMEOUT_S = 600.0
+LOST_GRACE_S = 1.0  # a lost rank: /ready answers 503 this long before the shutdown begins
+LOST_EXIT_S = 10.0  # ... and the process is gone this long after, even if a thread hangs
 
 
-def load_engine(settings: ServerSettings, path: Path, metrics: RuntimeMetrics) -> Engine:
+class Replica:
+    """Rank 0's view of its tensor-parallel replica: where it stands, this pod's other ranks,
+    and what a lost rank does (not ready at once, then exit non-zero within seconds)."""
+
+    def __init__(self, where: Topology) -> None:
+        self.where = where
+        self.ranks: LocalRanks | None = None
+        self.lost_reason: str | None = None
+        self.svc: Services | None = None
+        self.server: _Server | None = None
+
+    def lost(self, reason: str) -> None:  # any thread; once
+        if self.lost_reason is not None:
+            return
+        self.lost_reason = reason
+        log.error("tensor-parallel rank lost (%s): not ready; exiting", reason)
+        if self.svc is not None:
+            self.svc.ready, self.svc.draining = False, True
+        threading.Timer(LOST_GRACE_S, self._stop_serving).start()
+        backstop = threading.Timer(LOST_EXIT_S, self._exit_now)
+        backstop.daemon = True  # a collective stuck on a dead peer must not hold the exit
+        backstop.start()
+
+    def _stop_serving(self) -> None:
+        if self.server is not None:
+            self.server.should_exit = True
+
+    def _exit_now(self) -> None:
+        log.error("exiting now: the shutdown did not finish after a lost rank")
+        self.stop_ranks()
+        os._exit(1)
+
+    def stop_ranks(self) -> None:
+        if self.ranks is not None:
+            self.ranks.stop()
+
+
+def load_engine(
+    settings: ServerSettings, path: Path, metrics: RuntimeMetrics, replica: Replica | None = None
+) -> Engine:
     """Blocking (seconds to minutes): loads the weights and warms the engine up."""
     from deepseek_runtime.engine.config import EngineConfig
-    from deepseek_runtime.engine.engine import build_engine
+    from deepseek_runtime.engine.engine import LLMEngine, build_engine
 
     config = EngineConfig(
         max_num_seqs=settings.max_num_seqs,
@@ -63,6 +109,14 @@ def load_engine(settings: ServerSettings, path: Path, metrics: RuntimeMetrics) -
         prefix_caching=settings.prefix_caching,
         block_size=settings.kv_block_size,
     )
+    if replica is not None and replica.where.parallel:
+        from deepseek_runtime.parallel.leader import lead
+
+        loaded, peers = lead(replica.where, replica.lost, lambda: load_shard(settings, path))
+        engine = LLMEngine(loaded, config, metrics, peers).start()
+        if not engine.wait_ready():
+            raise StartupError(f"the engine failed to start: {engine.failure}")
+        return engine
     return build_engine(
         str(path),
         dtype=settings.dtype,
@@ -124,10 +178,12 @@ class _Server(uvicorn.Server):
             self._ender.cancel()
 
 
-async def _bring_up(svc: Services, server: _Server, path: Path, doors: list[Any]) -> None:
+async def _bring_up(
+    svc: Services, server: _Server, path: Path, doors: list[Any], replica: Replica
+) -> None:
     settings = svc.settings
     started = time.monotonic()
-    engine = await anyio.to_thread.run_sync(load_engine, settings, path, svc.metrics)
+    engine = await anyio.to_thread.run_sync(load_engine, settings, path, svc.metrics, replica)
     svc.attach(engine)
     while not engine.is_ready():
         if time.monotonic() - started > READY_TIMEOUT_S:
@@ -157,14 +213,17 @@ async def _bring_up(svc: Services, server: _Server, path: Path, doors: list[Any]
     )
 
 
-async def serve_async(settings: ServerSettings, svc: Services, path: Path) -> int:
+async def serve_async(settings: ServerSettings, svc: Services, path: Path, replica: Replica) -> int:
     server = _Server(uvicorn_config(settings, build_app(svc)), svc)
+    replica.svc, replica.server = svc, server
+    if replica.lost_reason is not None:  # a local rank died before the server existed
+        return 1
     doors: list[TritonServer] = []
     failed: list[BaseException] = []
 
     async def bring_up() -> None:
         try:
-            await _bring_up(svc, server, path, doors)
+            await _bring_up(svc, server, path, doors, replica)
         except Exception as exc:
             log.exception("startup failed: %s", exc)
             failed.append(exc)
@@ -175,23 +234,31 @@ async def serve_async(settings: ServerSettings, svc: Services, path: Path) -> in
     svc.draining = True
     if not task.done():
         log.warning("stopped before the model finished loading")
-        return 1 if failed else 0
+        return 1 if failed or replica.lost_reason else 0
     await stop_the_rest(doors, svc.engine, server.deadline or Deadline(settings.drain_timeout_s))
     server.stop_ending()
     if svc.audit is not None:
         svc.audit.close()
     log.info("stopped")
-    return 1 if failed or not server.started else 0
+    return 1 if failed or replica.lost_reason or not server.started else 0
 
 
-def run(settings: ServerSettings) -> int:
+def run(settings: ServerSettings, where: Topology | None = None) -> int:
     """Blocking entry point; returns the process exit code (StartupError: do not start)."""
     path = check_settings(settings)
     check_weights(settings, path)
+    replica = Replica(where or place(settings))
+    if replica.where.parallel:
+        check_shards(settings, path)
     svc = build_services(settings)
     ensure_libpython_first()  # early, before any thread could spawn a child process
     # uvicorn re-raises the signal it caught once it has shut down; handlers of our own turn
     # that into a normal return, so the drain after it runs and the exit code is 0.
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: None)
-    return asyncio.run(serve_async(settings, svc, path))
+    if len(replica.where.ranks) > 1:  # from this (main) thread: see parallel/ranks.py
+        replica.ranks = start_local_ranks(settings, replica.where, replica.lost)
+    try:
+        return asyncio.run(serve_async(settings, svc, path, replica))
+    finally:
+        replica.stop_ranks()
