@@ -23,13 +23,14 @@ WHOLE_ATTENTION = ("DeepseekV3ForCausalLM",)
 
 def _split_dimensions(config: dict[str, Any], architecture: str) -> dict[str, int]:
     """The sizes the plan divides by the degree, by config key."""
-    dims = {"intermediate_size": int(config.get("intermediate_size") or 0)}
-    if architecture in WHOLE_ATTENTION:
-        dims["moe_intermediate_size"] = int(config.get("moe_intermediate_size") or 0)
-    else:
+    dims: dict[str, int] = {}
+    if architecture not in WHOLE_ATTENTION:  # heads first: the usual reason a degree fails
         heads = int(config.get("num_attention_heads") or 0)
         dims["num_attention_heads"] = heads
         dims["num_key_value_heads"] = int(config.get("num_key_value_heads") or heads)
+    dims["intermediate_size"] = int(config.get("intermediate_size") or 0)
+    if architecture in WHOLE_ATTENTION:
+        dims["moe_intermediate_size"] = int(config.get("moe_intermediate_size") or 0)
     return {k: v for k, v in dims.items() if v}
 
 
