@@ -90,7 +90,9 @@ def report(results: dict[int, dict[int, tuple[float, list[str]]]], args: argpars
         f"{args.model_note}; {len(os.sched_getaffinity(0))} CPUs ({platform.machine()}), "
         f"torch {torch.__version__}, gloo. {args.requests} requests of {args.prompt_tokens} "
         f"prompt tokens and {args.new_tokens} greedy new tokens (EOS ignored) per level; one "
-        "server at a time, through the OpenAI door.", "",
+        f"server at a time, through the OpenAI door. Load average of the machine at the start "
+        f"and the end: {args.load_start:.1f} / {os.getloadavg()[0]:.1f} (a shared machine "
+        "makes every figure noisier; the two arms ran back to back).", "",
         "| clients | TP=1 tokens/s | TP=2 tokens/s | TP=2 / TP=1 | same tokens |",
         "| ---: | ---: | ---: | ---: | --- |",
     ]  # fmt: skip
@@ -123,6 +125,7 @@ def main() -> int:
     if args.quick:
         args.requests, args.new_tokens = 4, 8
     started = time.perf_counter()
+    args.load_start = os.getloadavg()[0]
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         model = args.model or build_bench_qwen2(work / "model")

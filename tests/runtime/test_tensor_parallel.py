@@ -63,13 +63,19 @@ def lws_env(index: int) -> dict[str, str]:
 
 @pytest.fixture(scope="module")
 def replicas(
-    tmp_path_factory: pytest.TempPathFactory, tiny_llama_dir: Path, tiny_qwen2_dir: Path
+    tmp_path_factory: pytest.TempPathFactory,
+    tiny_llama_dir: Path,
+    tiny_qwen2_dir: Path,
+    tiny_deepseek_v3_dir: Path,
 ) -> Iterator[dict[str, Replica]]:
-    """Tiny Llama in one pod; tiny Qwen2 as a group of two pods. Both start at once."""
+    """Tiny Llama and DeepseekV3 in one pod each; tiny Qwen2 as a group of two pods. All
+    start at once."""
     work = tmp_path_factory.mktemp("tensor-parallel")
-    one_pod, group = free_ports(2)
+    one_pod, group, deepseek_pod = free_ports(3)
     llama = start_server(work, "--model", str(tiny_llama_dir), *COMMON,
                          "--rendezvous-port", str(one_pod), wait=False)  # fmt: skip
+    deepseek = start_server(work, "--model", str(tiny_deepseek_v3_dir), *COMMON,
+                            "--rendezvous-port", str(deepseek_pod), wait=False)  # fmt: skip
     qwen_args = ("--model", str(tiny_qwen2_dir), *COMMON, "--rendezvous-port", str(group))
     qwen = start_server(work, *qwen_args, wait=False, env=lws_env(0))
     with (work / "worker-pod.log").open("wb") as out:
@@ -78,7 +84,8 @@ def replicas(
             env={**os.environ, "PYTHONUNBUFFERED": "1", **lws_env(1)},
         )  # fmt: skip
     started = {"llama": Replica("llama", tiny_llama_dir, llama),
-               "qwen2": Replica("qwen2", tiny_qwen2_dir, qwen, worker)}  # fmt: skip
+               "qwen2": Replica("qwen2", tiny_qwen2_dir, qwen, worker),
+               "deepseek_v3": Replica("deepseek_v3", tiny_deepseek_v3_dir, deepseek)}  # fmt: skip
     try:
         for replica in started.values():
             replica.server.wait_ready()
@@ -100,7 +107,7 @@ def reference(model: Path) -> list[str]:
     return texts
 
 
-@pytest.mark.parametrize("arch", ["llama", "qwen2"])
+@pytest.mark.parametrize("arch", ["llama", "qwen2", "deepseek_v3"])
 def test_two_ranks_give_generates_tokens_under_concurrent_batching(
     replicas: dict[str, Replica], arch: str
 ) -> None:
@@ -149,6 +156,15 @@ def test_a_rank_that_dies_takes_the_server_down(
     assert took < within_s, (took, server.tail())
     assert 503 in seen, (seen, server.tail())
     assert "tensor-parallel rank lost" in server.logs()
+
+
+def test_sigterm_stops_every_rank_cleanly(replicas: dict[str, Replica]) -> None:
+    """A drain is no lost rank: rank 0 tells the others to stop, and the exit code is 0."""
+    replica = replicas["deepseek_v3"]
+    child = replica.rank1_pid()
+    assert replica.server.stop() == 0, replica.server.tail()
+    assert "tensor-parallel rank lost" not in replica.server.logs()
+    assert not Path(f"/proc/{child}").exists()  # stopped and reaped by rank 0
 
 
 def test_what_cannot_be_sharded_is_refused_before_loading(

@@ -57,6 +57,10 @@ def join(topology: Topology) -> Group:
     # transformers places each rank's shard on cuda:LOCAL_RANK (distributed/utils.py).
     os.environ.update(RANK=str(rank), LOCAL_RANK=str(local), WORLD_SIZE=str(topology.world_size))
     device = torch.device("cuda", local) if cuda else torch.device("cpu")
+    if cuda and local >= (seen := torch.cuda.device_count()):
+        raise RuntimeError(
+            f"rank {rank} needs GPU {local} of its pod, which sees only {seen}: one GPU per rank"
+        )
     if cuda:
         torch.cuda.set_device(device)
     store = connect_store(topology, JOIN_TIMEOUT, rank0=rank == 0)
