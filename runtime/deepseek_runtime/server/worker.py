@@ -49,7 +49,7 @@ def check_shards(settings: ServerSettings, path: Path) -> None:
         raise StartupError(str(exc)) from exc
 
 
-def _settings_file(settings: ServerSettings) -> Path:
+def settings_file(settings: ServerSettings) -> Path:
     values = settings.model_dump(mode="json", exclude_none=True)
     fd, name = tempfile.mkstemp(prefix="deepseek-runtime-", suffix=".yaml")
     with os.fdopen(fd, "w") as out:
@@ -62,7 +62,7 @@ def start_local_ranks(
     settings: ServerSettings, place: Topology, on_exit: Callable[[str], None]
 ) -> LocalRanks:
     """Start this pod's other ranks (call from the main thread: ranks.py says why)."""
-    config = _settings_file(settings)
+    config = settings_file(settings)
     commands = {
         rank: [
             sys.executable,
