@@ -23,7 +23,7 @@ import yaml
 from deepseek_runtime.parallel.ranks import LocalRanks
 from deepseek_runtime.parallel.topology import Topology, TopologyError, topology
 from deepseek_runtime.server.settings import ServerSettings
-from deepseek_runtime.server.startup import StartupError, model_path
+from deepseek_runtime.server.startup import StartupError, check_weights, model_path
 
 log = logging.getLogger("deepseek_runtime")
 
@@ -99,8 +99,11 @@ def run_rank(settings: ServerSettings, place: Topology) -> int:
 
 
 def run_pod(settings: ServerSettings, place: Topology) -> int:
-    """A worker pod of a group: its first rank here, the others as children."""
-    check_shards(settings, model_path(settings))
+    """A worker pod of a group: its first rank here, the others as children. Its weights are
+    its own files (its node's volume): checked like the leader's."""
+    path = model_path(settings)
+    check_weights(settings, path)
+    check_shards(settings, path)
     log.info("worker pod %d of %d: ranks %s, rank 0 at %s:%d", place.pod_index, place.pods,
              list(place.ranks), place.store_host, place.port)  # fmt: skip
 
