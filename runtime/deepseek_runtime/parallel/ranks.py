@@ -23,6 +23,9 @@ STOP_WAIT_S = 5.0
 
 
 def _die_with_parent() -> None:  # runs in the child between fork and exec
+    # Ctrl-C in a terminal reaches the whole process group: rank 0 drains and tells the other
+    # ranks to stop; they must not die of it first (rank 0 would call that a lost rank).
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     with contextlib.suppress(OSError, AttributeError):
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
 
