@@ -299,6 +299,12 @@ def wait_ready(ns: Kubectl, name: str, timeout: float = READY_TIMEOUT) -> dict[s
     return wait_until(ready, timeout, f"dsd/{name} Ready", describe=lambda: describe(ns, name))
 
 
+def apply_ready(ns: Kubectl, name: str, spec: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Applies ``dsd(name, spec)`` and waits until the operator reports it Ready."""
+    ns.apply(dsd(name, spec))
+    return wait_ready(ns, name)
+
+
 def describe(ns: Kubectl, name: str) -> str:
     out = ns("get", f"dsd/{name}", "-o", "yaml", check=False).stdout
     out += ns("get", "deploy,rs,pods,events", "-o", "wide", check=False).stdout
