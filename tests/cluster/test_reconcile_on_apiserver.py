@@ -59,7 +59,7 @@ def example_objects() -> list[dict[str, Any]]:
     for doc in list(docs):
         pvc = doc.get("spec", {}).get("model", {}).get("source", {}).get("pvc")
         if doc["kind"] == "DeepSeekDeployment" and pvc and pvc["claimName"] not in claims:
-            # kwok's volume stages provision and bind it (hack/cluster.py's default class).
+            # kwok's volume stages provision and bind it (hack/localcluster's default class).
             docs.insert(0, pvc_manifest(pvc["claimName"]))
     return docs
 
