@@ -8,7 +8,6 @@ import json
 import os
 import secrets
 import signal
-import socket
 import subprocess
 import time
 import urllib.request
@@ -19,6 +18,7 @@ from typing import Any, TypeVar
 
 import yaml
 from devkit.merge import merge_patch
+from devkit.ports import free_port
 
 REPO = Path(__file__).resolve().parents[2]
 HACK = REPO / "hack"
@@ -57,13 +57,6 @@ def versions() -> dict[str, str]:
     )
     out = subprocess.run(["bash", "-c", script], check=True, capture_output=True, text=True)
     return dict(line.split("=", 1) for line in out.stdout.splitlines() if "=" in line)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def wait_until(
