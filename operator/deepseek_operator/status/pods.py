@@ -11,6 +11,7 @@ REASONS = (
     "Unschedulable",
     "CreateContainerConfigError",  # e.g. a missing Secret or ConfigMap key
     "InvalidImageName",
+    "ErrImageNeverPull",  # imagePullPolicy Never and the node does not have it
     "ErrImagePull",
     "ImagePullBackOff",
     "OOMKilled",

@@ -68,6 +68,16 @@ def ready_of(*pods: dict[str, Any], desired: int = 1, ready: int = 0) -> dict[st
             "not found",
         ),
         (
+            # imagePullPolicy Never and the node lacks the image (seen on the local real node).
+            recorded.waiting(
+                "ErrImageNeverPull",
+                'Container image "localhost/deepseek-runtime:gone" is not present with pull '
+                "policy of Never",
+            ),
+            "ErrImageNeverPull",
+            'Container image "localhost/deepseek-runtime:gone" is not present',
+        ),
+        (
             recorded.waiting("CreateContainerConfigError", 'secret "api-keys" not found'),
             "CreateContainerConfigError",
             'container runtime: secret "api-keys" not found',
@@ -112,6 +122,7 @@ def ready_of(*pods: dict[str, Any], desired: int = 1, ready: int = 0) -> dict[st
         "too-few-gpus",
         "image-pull-backoff",
         "err-image-pull",
+        "image-never-pulled",
         "missing-secret",
         "crash-loop",
         "oom-killed",
