@@ -142,8 +142,11 @@ class Kube:
         kind: str,
         namespace: str | None,
         label_selector: str,
+        field_selector: str = "",
     ) -> list[dict[str, Any]]:
-        query = {"labelSelector": label_selector} if label_selector else None
+        query = {"labelSelector": label_selector} if label_selector else {}
+        if field_selector:
+            query["fieldSelector"] = field_selector
         result = self._call("GET", path(api_version, kind, namespace), query=query)
         return list((result or {}).get("items") or [])
 
