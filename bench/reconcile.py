@@ -8,7 +8,7 @@ For each count, in a fresh namespace with a freshly started operator (working tr
 namespace): apply -> all children created and apply -> status Ready (p50, p99, per CR, from
 watch events), total convergence, the operator's peak RSS and CPU while converging, and its CPU
 over an idle window afterwards. Uses a running cluster (DEEPSEEK_CLUSTER_DIR) or starts one with
-hack/cluster.py and stops it again. Writes bench/results/reconcile.md.
+hack/localcluster and stops it again. Writes bench/results/reconcile.md.
 
 Files: reconcile_watch.py (what is seen when), reconcile_round.py (one round),
 reconcile_report.py (the table).
@@ -18,17 +18,20 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import importlib.util
 import subprocess
 import sys
 from pathlib import Path
-from types import ModuleType
 
 REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO / "hack"))  # devkit: free ports, percentiles
+sys.path.insert(0, str(REPO / "hack"))  # devkit and localcluster
 
 from devkit.stats import percentile  # noqa: E402
 from kubernetes import client, config  # noqa: E402
+from localcluster import config as cluster_config  # noqa: E402
+from localcluster.api import Api  # noqa: E402
+from localcluster.lifecycle import down, up  # noqa: E402
+from localcluster.nodes import node_manifest  # noqa: E402
+from localcluster.state import healthy, read_state  # noqa: E402
 
 from reconcile_report import report  # noqa: E402
 from reconcile_round import VENV_BIN, Round, run_round, wait  # noqa: E402
@@ -36,25 +39,13 @@ from reconcile_round import VENV_BIN, Round, run_round, wait  # noqa: E402
 EXTRA_NODES = 40  # 8 GPUs each: room for 300 one-GPU replicas beside the two default nodes
 
 
-def load_cluster_module() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("cluster", REPO / "hack" / "cluster.py")
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["cluster"] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-cluster = load_cluster_module()
-
-
 def add_gpu_nodes(core: client.CoreV1Api, run_dir: Path) -> list[str]:
-    """More fake 8-GPU nodes, created like hack/cluster.py creates its own (kwok readies them)."""
-    state = cluster.read_state(run_dir)
-    api = cluster.Api(state["server"], state["token"], Path(state["ca_file"]))
+    """More fake 8-GPU nodes, created like hack/localcluster creates its own (kwok readies them)."""
+    state = read_state(run_dir)
+    api = Api(state["server"], state["token"], Path(state["ca_file"]))
     names = [f"bench-gpu-{i:02d}" for i in range(EXTRA_NODES)]
     for name in names:
-        api.create("/api/v1/nodes", cluster.node_manifest(name, "NVIDIA-H100-80GB-HBM3", 81559))
+        api.create("/api/v1/nodes", node_manifest(name, "NVIDIA-H100-80GB-HBM3", 81559))
     wait(lambda: all_nodes_ready(core, names), 120, "bench nodes Ready")
     return names
 
@@ -80,10 +71,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "reconcile.md")
     args = parser.parse_args(argv)
 
-    run_dir = cluster.cluster_dir()
-    started_here = not cluster.healthy(run_dir)
+    run_dir = cluster_config.cluster_dir()
+    started_here = not healthy(run_dir)
     if started_here:
-        cluster.up(run_dir)
+        up(run_dir)
     kubeconfig = run_dir / "kubeconfig"
     logs = run_dir / "bench-logs"
     logs.mkdir(exist_ok=True)
@@ -129,8 +120,8 @@ def main(argv: list[str] | None = None) -> int:
             with contextlib.suppress(client.ApiException):
                 core.delete_node(name)
         if started_here:
-            cluster.down(run_dir)
-    text = report(rounds, cluster.versions(), args.idle)
+            down(run_dir)
+    text = report(rounds, cluster_config.versions(), args.idle)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(text)
     print(text)

@@ -42,7 +42,7 @@ def report(rounds: list[Round], versions: dict[str, str], idle_s: float) -> str:
         f"Machine: {machine()}.",
         f"Control plane: Kubernetes {versions.get('K8S_VERSION')}, etcd "
         f"{versions.get('ETCD_VERSION')}, kwok {versions.get('KWOK_VERSION')} "
-        "(hack/cluster.py); pods are made Ready by kwok, nothing runs in them.",
+        "(hack/localcluster); pods are made Ready by kwok, nothing runs in them.",
         "Each round: a fresh namespace and a freshly started operator (`deepseek-operator run "
         "--namespace`, admin token), CRs created back to back with the Python client; times "
         "are from the client's watch events (first ADDED of the last child; first Ready status "

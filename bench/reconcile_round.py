@@ -173,7 +173,8 @@ def run_round(
         end = time.monotonic()
         busy_cpu = cpu_seconds(proc) - cpu_before
 
-        # Idle: nothing changes; what the operator burns now is timers and watch upkeep.
+        # Idle: nothing changes; what the operator burns now is watch upkeep (and, once every
+        # DEEPSEEK_DRIFT_REPAIR_S, a drift repair of every CR).
         time.sleep(2.0)
         idle_before, idle_start = cpu_seconds(proc), time.monotonic()
         time.sleep(idle_s)

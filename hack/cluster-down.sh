@@ -6,4 +6,4 @@ here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 # shellcheck source=hack/cluster-python.sh
 source "$here/cluster-python.sh"
 py="$(cluster_python)"
-exec "$py" "$here/cluster.py" down "$@"
+PYTHONPATH="$here${PYTHONPATH:+:$PYTHONPATH}" exec "$py" -m localcluster down "$@"

@@ -1,5 +1,5 @@
 # shellcheck shell=bash
-# Sourced by hack/cluster-*.sh. cluster.py needs only the standard library and `cryptography`;
+# Sourced by hack/cluster-*.sh. localcluster needs only the standard library and `cryptography`;
 # prefer the project's venv, but fall back to any python3 that has it, so the control plane can
 # come up before (or without) `make install`.
 cluster_python() {

@@ -85,7 +85,7 @@ if [[ "${DEMO_SKIP_INSTALL:-0}" != 1 ]]; then
 fi
 
 say "local control plane"
-if ! "$bin/python" hack/cluster.py status >/dev/null 2>&1; then
+if ! PYTHONPATH=hack "$bin/python" -m localcluster status >/dev/null 2>&1; then
   started_cluster=1
 fi
 bash hack/cluster-up.sh

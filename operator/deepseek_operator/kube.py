@@ -18,27 +18,32 @@ from urllib.parse import urlencode
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 
-from deepseek_operator.api import GROUP, PLURAL, VERSION
+from deepseek_operator.api import API_VERSION, KIND
 
 FIELD_MANAGER = "deepseek-operator"
 
-# apiVersion/kind -> plural; every kind the operator applies, reads or owns.
-PLURALS: dict[tuple[str, str], str] = {
-    ("v1", "ConfigMap"): "configmaps",
-    ("v1", "Service"): "services",
-    ("v1", "ServiceAccount"): "serviceaccounts",
-    ("v1", "Pod"): "pods",
-    ("v1", "Node"): "nodes",
-    ("v1", "Event"): "events",
-    ("apps/v1", "Deployment"): "deployments",
-    ("leaderworkerset.x-k8s.io/v1", "LeaderWorkerSet"): "leaderworkersets",
-    ("policy/v1", "PodDisruptionBudget"): "poddisruptionbudgets",
-    ("autoscaling/v2", "HorizontalPodAutoscaler"): "horizontalpodautoscalers",
-    ("networking.k8s.io/v1", "NetworkPolicy"): "networkpolicies",
-    ("keda.sh/v1alpha1", "ScaledObject"): "scaledobjects",
-    ("monitoring.coreos.com/v1", "ServiceMonitor"): "servicemonitors",
-    (f"{GROUP}/{VERSION}", "DeepSeekDeployment"): PLURAL,
+# Every kind the operator applies, reads or owns, by apiVersion: it speaks REST paths without
+# discovery round-trips, so it must know them. `plural` states how their paths name them.
+KINDS: dict[str, tuple[str, ...]] = {
+    "v1": ("ConfigMap", "Service", "ServiceAccount", "Pod", "Node", "Event"),
+    "apps/v1": ("Deployment",),
+    "leaderworkerset.x-k8s.io/v1": ("LeaderWorkerSet",),
+    "policy/v1": ("PodDisruptionBudget",),
+    "autoscaling/v2": ("HorizontalPodAutoscaler",),
+    "networking.k8s.io/v1": ("NetworkPolicy",),
+    "keda.sh/v1alpha1": ("ScaledObject",),
+    "monitoring.coreos.com/v1": ("ServiceMonitor",),
+    API_VERSION: (KIND,),
 }
+
+
+def plural(api_version: str, kind: str) -> str:
+    """The resource name in the REST path: lower case, plural in English ("y" -> "ies"), as
+    every kind in KINDS spells it; a kind not in KINDS is a KeyError (a bug, not a cluster's)."""
+    if kind not in KINDS[api_version]:
+        raise KeyError(f"{api_version} {kind}")
+    lower = kind.lower()
+    return lower[:-1] + "ies" if lower.endswith("y") else lower + "s"
 
 
 class KubeError(Exception):
@@ -65,9 +70,9 @@ def path(
     subresource: str | None = None,
 ) -> str:
     """The REST path; a namespace of None means every namespace (lists only)."""
-    plural = PLURALS[(api_version, kind)]
     base = "/api/v1" if api_version == "v1" else f"/apis/{api_version}"
-    out = f"{base}/namespaces/{namespace}/{plural}" if namespace else f"{base}/{plural}"
+    resource = plural(api_version, kind)
+    out = f"{base}/namespaces/{namespace}/{resource}" if namespace else f"{base}/{resource}"
     if name:
         out += f"/{name}"
     if subresource:
@@ -137,8 +142,11 @@ class Kube:
         kind: str,
         namespace: str | None,
         label_selector: str,
+        field_selector: str = "",
     ) -> list[dict[str, Any]]:
-        query = {"labelSelector": label_selector} if label_selector else None
+        query = {"labelSelector": label_selector} if label_selector else {}
+        if field_selector:
+            query["fieldSelector"] = field_selector
         result = self._call("GET", path(api_version, kind, namespace), query=query)
         return list((result or {}).get("items") or [])
 
@@ -183,7 +191,7 @@ class Kube:
         return str(info.get("gitVersion", "unknown"))
 
     def patch_status(self, namespace: str, name: str, status: dict[str, Any]) -> None:
-        url = path(f"{GROUP}/{VERSION}", "DeepSeekDeployment", namespace, name, "status")
+        url = path(API_VERSION, KIND, namespace, name, "status")
         try:
             self._call("PATCH", url, {"status": status}, "application/merge-patch+json")
         except NotFound:

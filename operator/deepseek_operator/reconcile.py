@@ -208,9 +208,11 @@ def observe(kube: Kube, target: Target, workload: dict[str, Any] | None) -> st.O
             workload = kube.get(*target.workload, namespace, name)
         except KindNotInstalled:
             unserved.add(target.workload[1])
-    pods = []
+    pods, events = [], []
     if target.spec.model.integrity is not None or not _all_ready(workload):
         pods = kube.list("v1", "Pod", namespace, selector(name))
+    if st.needs_events(pods):
+        events = kube.list("v1", "Event", namespace, "", "reason=FailedMount")
     autoscaler = None
     for child in optional_children(target):
         try:
@@ -220,7 +222,7 @@ def observe(kube: Kube, target: Target, workload: dict[str, Any] | None) -> st.O
             continue
         if child["kind"] != "ServiceMonitor":
             autoscaler = found
-    return st.Observed(workload, pods, autoscaler, frozenset(unserved))
+    return st.Observed(workload, pods, autoscaler, frozenset(unserved), pod_events=events)
 
 
 def refresh_status(kube: Kube, body: dict[str, Any]) -> dict[str, Any] | None:

@@ -8,7 +8,6 @@ import json
 import os
 import secrets
 import signal
-import socket
 import subprocess
 import time
 import urllib.request
@@ -19,6 +18,7 @@ from typing import Any, TypeVar
 
 import yaml
 from devkit.merge import merge_patch
+from devkit.ports import free_port
 
 REPO = Path(__file__).resolve().parents[2]
 HACK = REPO / "hack"
@@ -57,13 +57,6 @@ def versions() -> dict[str, str]:
     )
     out = subprocess.run(["bash", "-c", script], check=True, capture_output=True, text=True)
     return dict(line.split("=", 1) for line in out.stdout.splitlines() if "=" in line)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def wait_until(
@@ -297,6 +290,12 @@ def wait_ready(ns: Kubectl, name: str, timeout: float = READY_TIMEOUT) -> dict[s
         return cr if fresh and status.get("phase") == "Ready" else None
 
     return wait_until(ready, timeout, f"dsd/{name} Ready", describe=lambda: describe(ns, name))
+
+
+def apply_ready(ns: Kubectl, name: str, spec: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Applies ``dsd(name, spec)`` and waits until the operator reports it Ready."""
+    ns.apply(dsd(name, spec))
+    return wait_ready(ns, name)
 
 
 def describe(ns: Kubectl, name: str) -> str:

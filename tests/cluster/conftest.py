@@ -1,4 +1,4 @@
-"""Fixtures for the cluster suite: a real control plane (hack/cluster.py), the chart installed
+"""Fixtures for the cluster suite: a real control plane (hack/localcluster), the chart installed
 with the real helm, and the operator run from the working tree as the chart's ServiceAccount.
 
 Nothing here skips: a missing binary or a control plane that will not start FAILS the run, so
@@ -50,7 +50,8 @@ class Cluster:
 
 def _cluster_py(*args: str, run_dir: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, str(HACK / "cluster.py"), *args, "--dir", str(run_dir)],
+        [sys.executable, "-m", "localcluster", *args, "--dir", str(run_dir)],
+        cwd=HACK,
         capture_output=True,
         text=True,
         check=False,
@@ -63,11 +64,11 @@ def cluster() -> Iterator[Cluster]:
     run_dir = Path(os.environ.get("DEEPSEEK_CLUSTER_DIR") or REPO / ".run" / "cluster").resolve()
     already_up = _cluster_py("status", run_dir=run_dir).returncode == 0
     if not already_up:
-        # cluster.py runs the (idempotent, quiet when warm) build first.
+        # localcluster runs the (idempotent, quiet when warm) build first.
         result = _cluster_py("up", run_dir=run_dir)
         if result.returncode != 0:
             pytest.fail(
-                f"the local control plane did not start (hack/cluster.py up):\n"
+                f"the local control plane did not start (python3 -m localcluster up):\n"
                 f"{result.stdout}\n{result.stderr}",
                 pytrace=False,
             )

@@ -4,7 +4,7 @@ nodes: an H100 and an A100 80GB), and pinned to a product only when some cannot 
 from __future__ import annotations
 
 import pytest
-from clusterkit import Kubectl, OperatorProcess, condition, dsd, pods_of, wait_ready
+from clusterkit import Kubectl, OperatorProcess, apply_ready, condition, pods_of
 
 pytestmark = pytest.mark.cluster
 
@@ -15,8 +15,7 @@ def test_no_product_is_sized_for_the_nodes_and_pinned_to_none(
     kubectl: Kubectl, namespace: str, operator: OperatorProcess
 ) -> None:
     ns = kubectl.ns(namespace)
-    ns.apply(dsd("any-gpu", {**NO_PRODUCT, "replicas": 2}))
-    cr = wait_ready(ns, "any-gpu")
+    cr = apply_ready(ns, "any-gpu", {**NO_PRODUCT, "replicas": 2})
     planned = condition(cr, "GpuPlanned")
     assert planned is not None and planned["reason"] == "SizedForCluster", planned
     assert "NVIDIA-A100-SXM4-80GB, NVIDIA-H100-80GB-HBM3" in planned["message"]
@@ -31,8 +30,7 @@ def test_products_that_cannot_serve_are_kept_off(
     kubectl: Kubectl, namespace: str, operator: OperatorProcess
 ) -> None:
     ns = kubectl.ns(namespace)
-    ns.apply(dsd("fp8", {**NO_PRODUCT, "quantization": "fp8", "replicas": 2}))
-    cr = wait_ready(ns, "fp8")
+    cr = apply_ready(ns, "fp8", {**NO_PRODUCT, "quantization": "fp8", "replicas": 2})
     planned = condition(cr, "GpuPlanned")
     assert (
         planned is not None and "the pods run only on NVIDIA-H100-80GB-HBM3" in planned["message"]

@@ -18,6 +18,7 @@ from clusterkit import (
     REPO,
     Kubectl,
     OperatorProcess,
+    apply_ready,
     child_kinds,
     condition,
     dsd,
@@ -58,7 +59,7 @@ def example_objects() -> list[dict[str, Any]]:
     for doc in list(docs):
         pvc = doc.get("spec", {}).get("model", {}).get("source", {}).get("pvc")
         if doc["kind"] == "DeepSeekDeployment" and pvc and pvc["claimName"] not in claims:
-            # kwok's volume stages provision and bind it (hack/cluster.py's default class).
+            # kwok's volume stages provision and bind it (hack/localcluster's default class).
             docs.insert(0, pvc_manifest(pvc["claimName"]))
     return docs
 
@@ -181,8 +182,7 @@ def test_pods_meet_the_restricted_standard(
     kubectl: Kubectl, namespace: str, operator: OperatorProcess
 ) -> None:
     ns = kubectl.ns(namespace)
-    ns.apply(dsd("psa", {"replicas": 2}))
-    wait_ready(ns, "psa")
+    apply_ready(ns, "psa", {"replicas": 2})
     pods = pods_of(ns, "psa")
     assert len(pods) == 2, "the restricted namespace refused the pods"
     labels = kubectl.get("namespace", namespace)["metadata"]["labels"]  # type: ignore[index]
@@ -213,8 +213,7 @@ def test_scale_subresource_moves_the_deployment(
     kubectl: Kubectl, namespace: str, operator: OperatorProcess
 ) -> None:
     ns = kubectl.ns(namespace)
-    ns.apply(dsd("scaled"))
-    wait_ready(ns, "scaled")
+    apply_ready(ns, "scaled")
     assert ns.get("hpa", "scaled") is None, "autoscaling absent means no HPA"
     ns("scale", "dsd/scaled", "--replicas=3")
     wait_until(
@@ -249,8 +248,7 @@ def test_spec_change_rolls_the_pods(
     kubectl: Kubectl, namespace: str, operator: OperatorProcess
 ) -> None:
     ns = kubectl.ns(namespace)
-    ns.apply(dsd("rolling"))
-    wait_ready(ns, "rolling")
+    apply_ready(ns, "rolling")
     before = ns.get("deployment", "rolling")
     assert before is not None
     old_hash = before["spec"]["template"]["metadata"]["annotations"][CONFIG_HASH]
@@ -285,8 +283,7 @@ def test_deleted_children_come_back(
     kubectl: Kubectl, namespace: str, operator: OperatorProcess
 ) -> None:
     ns = kubectl.ns(namespace)
-    ns.apply(dsd("drift", {"autoscaling": {"mode": "hpa", "minReplicas": 1, "maxReplicas": 2}}))
-    wait_ready(ns, "drift")
+    apply_ready(ns, "drift", {"autoscaling": {"mode": "hpa", "minReplicas": 1, "maxReplicas": 2}})
     before = wait_children(ns, "drift", CHILDREN)
     for kind, child in before.items():
         ns("delete", kind, child["metadata"]["name"], "--wait=false")
@@ -312,8 +309,7 @@ def test_deleting_the_cr_collects_every_child(
     kubectl: Kubectl, namespace: str, operator: OperatorProcess
 ) -> None:
     ns = kubectl.ns(namespace)
-    ns.apply(dsd("doomed", {"autoscaling": {"mode": "hpa", "minReplicas": 1, "maxReplicas": 2}}))
-    wait_ready(ns, "doomed")
+    apply_ready(ns, "doomed", {"autoscaling": {"mode": "hpa", "minReplicas": 1, "maxReplicas": 2}})
     wait_children(ns, "doomed", CHILDREN)
     ns("delete", "dsd/doomed", "--timeout=60s")
 

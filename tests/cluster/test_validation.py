@@ -17,12 +17,12 @@ from clusterkit import (
     CHILDREN_WITHOUT_HPA,
     Kubectl,
     OperatorProcess,
+    apply_ready,
     condition,
     dsd,
     make_namespace,
     release_namespace,
     wait_children,
-    wait_ready,
     wait_until,
 )
 
@@ -137,8 +137,7 @@ def test_invalid_update_leaves_children_untouched(
     kubectl: Kubectl, namespace: str, operator: OperatorProcess
 ) -> None:
     ns = kubectl.ns(namespace)
-    ns.apply(dsd("steady"))
-    wait_ready(ns, "steady")
+    apply_ready(ns, "steady")
     wait_children(ns, "steady", CHILDREN_WITHOUT_HPA)
     before = snapshot(ns, "steady")
 
@@ -149,8 +148,7 @@ def test_invalid_update_leaves_children_untouched(
     assert snapshot(ns, "steady") == before
 
     # Fixing the spec resumes normal service, without having lost anything in between.
-    ns.apply(dsd("steady"))
-    wait_ready(ns, "steady")
+    apply_ready(ns, "steady")
     assert snapshot(ns, "steady")["deployments.apps"]["uid"] == before["deployments.apps"]["uid"]
 
 

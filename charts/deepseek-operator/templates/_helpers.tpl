@@ -83,9 +83,10 @@ the Role (watchNamespace).
   resources: ["networkpolicies"]
   verbs: ["get", "list", "watch", "create", "update", "patch", "delete"]
 # kopf posts its handler results as events; the core and events.k8s.io APIs both carry them.
+# Listed too: a pod stuck on a volume that cannot mount says why only in a FailedMount event.
 - apiGroups: ["", "events.k8s.io"]
   resources: ["events"]
-  verbs: ["create", "patch"]
+  verbs: ["create", "patch", "list"]
 # Read-only: pods for status, Secrets and PVCs only to check that references exist.
 - apiGroups: [""]
   resources: ["pods", "secrets", "persistentvolumeclaims"]

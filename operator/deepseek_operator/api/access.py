@@ -6,14 +6,14 @@ from typing import Annotated, Literal
 
 from pydantic import Field
 
-from deepseek_operator.api.schema import DNS_LABEL, DNS_SUBDOMAIN, Rule, Schema
+from deepseek_operator.api.schema import DNS_LABEL, DNS_SUBDOMAIN, Rule, Schema, bounded, matching
 
 
 class ServiceSpec(Schema):
     type: Literal["ClusterIP", "NodePort", "LoadBalancer"] = Field(
         "ClusterIP", description="Service type."
     )
-    port: int = Field(8080, ge=1, le=65535, description="Port of the OpenAI-compatible API.")
+    port: int = bounded(8080, 1, 65535, "Port of the OpenAI-compatible API.")
 
 
 class LabelSelector(Schema):
@@ -66,9 +66,6 @@ class SecuritySpec(Schema):
 class MonitoringSpec(Schema):
     service_monitor: bool = Field(False, description="Create a prometheus-operator ServiceMonitor.")
     interval: str = Field("30s", description="Scrape interval.", pattern=r"^[0-9]+(s|m)$")
-    namespace: str = Field(
-        "monitoring",
-        description="Namespace whose Prometheus may scrape the metrics port.",
-        pattern=DNS_LABEL,
-        max_length=63,
+    namespace: str = matching(
+        "monitoring", DNS_LABEL, 63, "Namespace whose Prometheus may scrape the metrics port."
     )

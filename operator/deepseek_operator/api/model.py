@@ -6,7 +6,7 @@ from enum import StrEnum
 
 from pydantic import Field
 
-from deepseek_operator.api.schema import DNS_SUBDOMAIN, RELATIVE_PATH, Rule, Schema
+from deepseek_operator.api.schema import DNS_SUBDOMAIN, RELATIVE_PATH, Rule, Schema, matching
 
 
 class Quantization(StrEnum):
@@ -36,11 +36,8 @@ class PvcSource(Schema):
         pattern=DNS_SUBDOMAIN,
         max_length=253,
     )
-    path: str = Field(
-        "",
-        description="Directory (or GGUF file's directory) inside the volume.",
-        pattern=RELATIVE_PATH,
-        max_length=1024,
+    path: str = matching(
+        "", RELATIVE_PATH, 1024, "Directory (or GGUF file's directory) inside the volume."
     )
 
 
@@ -55,12 +52,7 @@ class HostPathSource(Schema):
 class ImageSource(Schema):
     """Weights baked into the runtime image."""
 
-    path: str = Field(
-        "/models",
-        description="Absolute directory inside the image.",
-        pattern=r"^/.*",
-        max_length=1024,
-    )
+    path: str = matching("/models", r"^/.*", 1024, "Absolute directory inside the image.")
 
 
 class ModelSource(Schema):
@@ -123,18 +115,14 @@ class ModelSpec(Schema):
     format: ModelFormat = Field(
         ModelFormat.hf, description="hf (a save_pretrained directory) or gguf (one GGUF file)."
     )
-    gguf_file: str | None = Field(
-        None,
-        description="GGUF file name inside the source directory.",
-        pattern=r"^[^/]+\.gguf$",
-        max_length=255,
+    gguf_file: str | None = matching(
+        None, r"^[^/]+\.gguf$", 255, "GGUF file name inside the source directory."
     )
-    revision: str | None = Field(
+    revision: str | None = matching(
         None,
-        description="Revision the weights were taken from; "
-        "recorded in labels and status for audit.",
-        max_length=64,
-        pattern=r"^[A-Za-z0-9._-]+$",
+        r"^[A-Za-z0-9._-]+$",
+        64,
+        "Revision the weights were taken from; recorded in labels and status for audit.",
     )
     source: ModelSource = Field(description="Where the weights are (offline: nothing downloads).")
     integrity: Integrity | None = Field(

@@ -6,7 +6,7 @@ from typing import Any, Literal
 
 from pydantic import Field
 
-from deepseek_operator.api.schema import DNS_SUBDOMAIN, Schema
+from deepseek_operator.api.schema import DNS_SUBDOMAIN, Schema, matching
 
 
 class Toleration(Schema):
@@ -33,6 +33,6 @@ class SchedulingSpec(Schema):
         description="Pod affinity, as in a PodSpec.",
         json_schema_extra={"x-kubernetes-preserve-unknown-fields": True},
     )
-    priority_class_name: str | None = Field(
-        None, description="PriorityClass for the pods.", pattern=DNS_SUBDOMAIN, max_length=253
+    priority_class_name: str | None = matching(
+        None, DNS_SUBDOMAIN, 253, "PriorityClass for the pods."
     )

@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from pydantic import BaseModel, ConfigDict, GetJsonSchemaHandler, model_validator
+from pydantic import BaseModel, ConfigDict, Field, GetJsonSchemaHandler, model_validator
 from pydantic.alias_generators import to_camel
 from pydantic.json_schema import JsonSchemaValue
 from pydantic_core import CoreSchema
@@ -21,6 +21,16 @@ DNS_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
 DNS_SUBDOMAIN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
 QUANTITY = r"^[0-9]+(\.[0-9]+)?(m|k|Ki|Mi|Gi|Ti|M|G|T)?$"
 RELATIVE_PATH = r"^$|^[^/].*$"
+
+
+def bounded(default: Any, low: float, high: float, description: str) -> Any:
+    """A number between ``low`` and ``high`` inclusive (the CRD's minimum and maximum)."""
+    return Field(default, ge=low, le=high, description=description)
+
+
+def matching(default: Any, pattern: str, max_length: int, description: str) -> Any:
+    """A string that must match ``pattern`` and fit in ``max_length`` characters."""
+    return Field(default, pattern=pattern, max_length=max_length, description=description)
 
 
 @dataclass(frozen=True, slots=True)

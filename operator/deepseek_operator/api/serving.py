@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field
 
-from deepseek_operator.api.schema import QUANTITY, Rule, Schema
+from deepseek_operator.api.schema import QUANTITY, Rule, Schema, bounded, matching
 
 
 class RuntimeSpec(Schema):
@@ -30,32 +30,23 @@ class RuntimeSpec(Schema):
     image_pull_policy: Literal["Always", "IfNotPresent", "Never"] = Field(
         "IfNotPresent", description="Image pull policy."
     )
-    max_batch_size: int | None = Field(
+    max_batch_size: int | None = bounded(
+        None, 1, 1024, "Most sequences in one forward step. Default: maxConcurrentSequences."
+    )
+    max_queue_delay_ms: int = bounded(
+        5, 0, 10_000, "How long the scheduler may wait to fill a batch, in milliseconds."
+    )
+    max_model_len: int | None = bounded(
         None,
-        ge=1,
-        le=1024,
-        description="Most sequences in one forward step. Default: maxConcurrentSequences.",
+        128,
+        1_048_576,
+        "Context length (prompt + output) per sequence. Default: min(model's, 8192).",
     )
-    max_queue_delay_ms: int = Field(
-        5,
-        ge=0,
-        le=10_000,
-        description="How long the scheduler may wait to fill a batch, in milliseconds.",
+    max_concurrent_sequences: int = bounded(
+        32, 1, 4096, "Sequences running at once; sizing reserves KV cache for all of them."
     )
-    max_model_len: int | None = Field(
-        None,
-        ge=128,
-        le=1_048_576,
-        description="Context length (prompt + output) per sequence. Default: min(model's, 8192).",
-    )
-    max_concurrent_sequences: int = Field(
-        32,
-        ge=1,
-        le=4096,
-        description="Sequences running at once; sizing reserves KV cache for all of them.",
-    )
-    max_queue_length: int = Field(
-        256, ge=1, le=100_000, description="Waiting requests before the runtime answers 429."
+    max_queue_length: int = bounded(
+        256, 1, 100_000, "Waiting requests before the runtime answers 429."
     )
     extra_args: list[Annotated[str, Field(max_length=256)]] = Field(
         default_factory=list,
@@ -90,19 +81,16 @@ class GpuSpec(Schema):
         "quantization, context and concurrency) or a number of GPUs per replica; more than "
         "maxPerNode spans several nodes and must then be a multiple of it.",
     )
-    resource_name: str = Field(
-        "nvidia.com/gpu",
-        description="Extended resource to request.",
-        pattern=r"^[a-z0-9.-]+/[a-z0-9._-]+$",
-        max_length=253,
+    resource_name: str = matching(
+        "nvidia.com/gpu", r"^[a-z0-9.-]+/[a-z0-9._-]+$", 253, "Extended resource to request."
     )
-    product: str | None = Field(
+    product: str | None = matching(
         None,
-        description="GPU product as in the nvidia.com/gpu.product "
-        "node label, e.g. NVIDIA-H100-80GB-HBM3; the pods are pinned to it. With neither "
-        "product nor memoryGiB, the model is sized for the GPUs the cluster's nodes advertise.",
-        max_length=128,
-        pattern=r"^[A-Za-z0-9._-]+$",
+        r"^[A-Za-z0-9._-]+$",
+        128,
+        "GPU product as in the nvidia.com/gpu.product node label, e.g. NVIDIA-H100-80GB-HBM3; "
+        "the pods are pinned to it. With neither product nor memoryGiB, the model is sized for "
+        "the GPUs the cluster's nodes advertise.",
     )
     memory_gi_b: float | None = Field(
         None,
@@ -111,12 +99,12 @@ class GpuSpec(Schema):
         le=1024,
         description="Memory per GPU in GiB, when no product is named.",
     )
-    max_per_node: int = Field(8, ge=1, le=64, description="Most GPUs one node offers.")
-    max_nodes: int = Field(
+    max_per_node: int = bounded(8, 1, 64, "Most GPUs one node offers.")
+    max_nodes: int = bounded(
         DEFAULT_MAX_NODES,
-        ge=1,
-        le=64,
-        description="Most nodes one replica may span. A model larger than one node runs as a "
+        1,
+        64,
+        "Most nodes one replica may span. A model larger than one node runs as a "
         "LeaderWorkerSet group (sigs.k8s.io/lws) of up to this many pods, each taking all "
         "maxPerNode GPUs of its node; 1 refuses plans larger than one node.",
     )
@@ -151,20 +139,17 @@ class AutoscalingSpec(Schema):
         AutoscalingMode.hpa,
         description="hpa (needs prometheus-adapter), keda (a ScaledObject) or none.",
     )
-    min_replicas: int = Field(1, ge=1, le=1000, description="Fewest replicas.")
-    max_replicas: int = Field(1, ge=1, le=1000, description="Most replicas.")
-    target_queue_length: int = Field(
-        8, ge=1, le=10_000, description="Waiting requests per pod the autoscaler aims for."
+    min_replicas: int = bounded(1, 1, 1000, "Fewest replicas.")
+    max_replicas: int = bounded(1, 1, 1000, "Most replicas.")
+    target_queue_length: int = bounded(
+        8, 1, 10_000, "Waiting requests per pod the autoscaler aims for."
     )
-    scale_down_stabilization_seconds: int = Field(
-        300,
-        ge=0,
-        le=3600,
-        description="How long a lower recommendation must hold before scaling down.",
+    scale_down_stabilization_seconds: int = bounded(
+        300, 0, 3600, "How long a lower recommendation must hold before scaling down."
     )
-    prometheus_address: str = Field(
+    prometheus_address: str = matching(
         "http://prometheus-operated.monitoring.svc:9090",
-        description="Prometheus that KEDA queries (mode keda).",
-        max_length=512,
-        pattern=r"^https?://.+",
+        r"^https?://.+",
+        512,
+        "Prometheus that KEDA queries (mode keda).",
     )

@@ -9,7 +9,7 @@ from pydantic import Field, ValidationError
 from deepseek_operator.api.access import MonitoringSpec, SecuritySpec, ServiceSpec
 from deepseek_operator.api.model import ModelFormat, ModelSpec, Quantization
 from deepseek_operator.api.scheduling import SchedulingSpec
-from deepseek_operator.api.schema import Rule, Schema
+from deepseek_operator.api.schema import Rule, Schema, bounded
 from deepseek_operator.api.serving import (
     AutoscalingMode,
     AutoscalingSpec,
@@ -48,11 +48,11 @@ class DeepSeekDeploymentSpec(Schema):
     resources: ResourcesSpec = Field(
         default_factory=ResourcesSpec, description="GPUs, CPU and memory per replica."
     )
-    replicas: int = Field(
+    replicas: int = bounded(
         1,
-        ge=0,
-        le=1000,
-        description="Replicas when autoscaling is off; `kubectl scale dsd/NAME` sets it. A "
+        0,
+        1000,
+        "Replicas when autoscaling is off; `kubectl scale dsd/NAME` sets it. A "
         "replica of a model larger than one node is a group of pods, one per node.",
     )
     autoscaling: AutoscalingSpec | None = Field(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from deepseek_operator.manifests.target import Target, object_meta, selector_labels
+from deepseek_operator.manifests.target import Target, child, selector_labels
 
 
 def service_monitor(t: Target) -> dict[str, Any]:
@@ -16,12 +16,5 @@ def service_monitor(t: Target) -> dict[str, Any]:
     }
     if t.spec.security.tls:
         endpoint_spec["tlsConfig"] = {"serverName": f"{t.name}.{t.namespace}.svc"}
-    return {
-        "apiVersion": "monitoring.coreos.com/v1",
-        "kind": "ServiceMonitor",
-        "metadata": object_meta(t),
-        "spec": {
-            "selector": {"matchLabels": selector_labels(t.name)},
-            "endpoints": [endpoint_spec],
-        },
-    }
+    spec = {"selector": {"matchLabels": selector_labels(t.name)}, "endpoints": [endpoint_spec]}
+    return child(t, ("monitoring.coreos.com/v1", "ServiceMonitor"), spec)

@@ -11,44 +11,37 @@ from deepseek_operator.manifests.target import (
     TRITON_HTTP_PORT,
     TRITON_METRICS_PORT,
     Target,
-    object_meta,
+    child,
     selector_labels,
     serving_labels,
 )
 
 
 def service(t: Target) -> dict[str, Any]:
-    return {
-        "apiVersion": "v1",
-        "kind": "Service",
-        "metadata": object_meta(t),
-        "spec": {
-            "type": t.spec.service.type,
-            "selector": serving_labels(t),
-            "ports": [
-                {
-                    "name": "http",
-                    "port": t.spec.service.port,
-                    "targetPort": "http",
-                    "protocol": "TCP",
-                    "appProtocol": t.scheme.lower(),
-                },
-                {
-                    "name": "triton-http",
-                    "port": TRITON_HTTP_PORT,
-                    "targetPort": "triton-http",
-                    "protocol": "TCP",
-                },
-                {
-                    "name": "triton-grpc",
-                    "port": TRITON_GRPC_PORT,
-                    "targetPort": "triton-grpc",
-                    "protocol": "TCP",
-                    "appProtocol": "grpc",
-                },
-            ],
+    ports = [
+        {
+            "name": "http",
+            "port": t.spec.service.port,
+            "targetPort": "http",
+            "protocol": "TCP",
+            "appProtocol": t.scheme.lower(),
         },
-    }
+        {
+            "name": "triton-http",
+            "port": TRITON_HTTP_PORT,
+            "targetPort": "triton-http",
+            "protocol": "TCP",
+        },
+        {
+            "name": "triton-grpc",
+            "port": TRITON_GRPC_PORT,
+            "targetPort": "triton-grpc",
+            "protocol": "TCP",
+            "appProtocol": "grpc",
+        },
+    ]
+    spec = {"type": t.spec.service.type, "selector": serving_labels(t), "ports": ports}
+    return child(t, ("v1", "Service"), spec)
 
 
 def network_policy(t: Target) -> dict[str, Any]:
@@ -88,17 +81,13 @@ def network_policy(t: Target) -> dict[str, Any]:
         # ports it picks, between every pair of the group's pods.
         ingress.append({"from": [{"podSelector": {"matchLabels": selector_labels(t.name)}}]})
         egress.append({"to": [{"podSelector": {"matchLabels": selector_labels(t.name)}}]})
-    return {
-        "apiVersion": "networking.k8s.io/v1",
-        "kind": "NetworkPolicy",
-        "metadata": object_meta(t),
-        "spec": {
-            "podSelector": {"matchLabels": selector_labels(t.name)},
-            "policyTypes": ["Ingress", "Egress"],
-            "ingress": ingress,
-            "egress": egress,
-        },
+    spec = {
+        "podSelector": {"matchLabels": selector_labels(t.name)},
+        "policyTypes": ["Ingress", "Egress"],
+        "ingress": ingress,
+        "egress": egress,
     }
+    return child(t, ("networking.k8s.io/v1", "NetworkPolicy"), spec)
 
 
 def _peer(peer: dict[str, Any]) -> dict[str, Any]:

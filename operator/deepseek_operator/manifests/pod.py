@@ -185,6 +185,9 @@ def _runtime_container(t: Target, role: Role, mounts: list[dict[str, Any]]) -> d
         },
         "securityContext": _container_security(),
         "volumeMounts": mounts,
+        # A runtime that dies at start-up (a bad model path, out of memory) says why in its
+        # last log lines; the kubelet copies them into the status the operator reports.
+        "terminationMessagePolicy": "FallbackToLogsOnError",
     }
     if role == "server":
         container["ports"] = _ports(t)

@@ -5,16 +5,14 @@ from __future__ import annotations
 from typing import Any
 
 from deepseek_operator.api import AutoscalingSpec
-from deepseek_operator.manifests.target import QUEUE_METRIC, Target, object_meta, selector_labels
+from deepseek_operator.manifests.target import QUEUE_METRIC, Target, child, selector_labels
 
 
 def pod_disruption_budget(t: Target) -> dict[str, Any]:
-    return {
-        "apiVersion": "policy/v1",
-        "kind": "PodDisruptionBudget",
-        "metadata": object_meta(t),
-        "spec": {"maxUnavailable": 1, "selector": {"matchLabels": selector_labels(t.name)}},
-    }
+    selector = {"matchLabels": selector_labels(t.name)}
+    return child(
+        t, ("policy/v1", "PodDisruptionBudget"), {"maxUnavailable": 1, "selector": selector}
+    )
 
 
 def horizontal_pod_autoscaler(t: Target) -> dict[str, Any]:
@@ -22,8 +20,7 @@ def horizontal_pod_autoscaler(t: Target) -> dict[str, Any]:
     target = {"type": "AverageValue", "averageValue": str(auto.target_queue_length)}
     return _autoscaler(
         t,
-        "autoscaling/v2",
-        "HorizontalPodAutoscaler",
+        ("autoscaling/v2", "HorizontalPodAutoscaler"),
         minReplicas=auto.min_replicas,
         maxReplicas=auto.max_replicas,
         metrics=[{"type": "Pods", "pods": {"metric": {"name": QUEUE_METRIC}, "target": target}}],
@@ -41,8 +38,7 @@ def scaled_object(t: Target) -> dict[str, Any]:
     }
     return _autoscaler(
         t,
-        "keda.sh/v1alpha1",
-        "ScaledObject",
+        ("keda.sh/v1alpha1", "ScaledObject"),
         minReplicaCount=auto.min_replicas,
         maxReplicaCount=auto.max_replicas,
         advanced={"horizontalPodAutoscalerConfig": {"behavior": _scale_down(auto)}},
@@ -55,16 +51,11 @@ def _autoscaling(t: Target) -> AutoscalingSpec:
     return t.spec.autoscaling
 
 
-def _autoscaler(t: Target, api_version: str, kind: str, **spec: Any) -> dict[str, Any]:
+def _autoscaler(t: Target, kind: tuple[str, str], **spec: Any) -> dict[str, Any]:
     """An autoscaler of the runtime Deployment or LeaderWorkerSet (whose scale subresource
     counts groups, and selects their leaders); ``spec`` is what the kind adds to its target."""
     ref = {"apiVersion": t.workload[0], "kind": t.workload[1], "name": t.name}
-    return {
-        "apiVersion": api_version,
-        "kind": kind,
-        "metadata": object_meta(t),
-        "spec": {"scaleTargetRef": ref, **spec},
-    }
+    return child(t, kind, {"scaleTargetRef": ref, **spec})
 
 
 def _scale_down(auto: AutoscalingSpec) -> dict[str, Any]:

@@ -109,6 +109,11 @@ def object_meta(t: Target, name: str | None = None, **extra: Any) -> dict[str, A
     return {"name": name or t.name, "namespace": t.namespace, "labels": labels(t), **extra}
 
 
+def child(t: Target, kind: tuple[str, str], spec: dict[str, Any]) -> dict[str, Any]:
+    """A child object of ``kind`` ((apiVersion, kind)), named and labelled after ``t``."""
+    return {"apiVersion": kind[0], "kind": kind[1], "metadata": object_meta(t), "spec": spec}
+
+
 def config_map_name(name: str) -> str:
     return f"{name}-runtime"
 

@@ -12,7 +12,7 @@ from deepseek_operator.manifests.target import (
     DEPLOYMENT,
     LEADER_WORKER_SET,
     Target,
-    object_meta,
+    child,
     selector_labels,
 )
 
@@ -68,4 +68,4 @@ def _workload(t: Target, kind: tuple[str, str], spec: dict[str, Any]) -> dict[st
     if t.spec.autoscaling_mode == AutoscalingMode.none:
         # With an autoscaler the field is left out so that the HPA (or KEDA) owns it.
         spec["replicas"] = t.spec.replicas
-    return {"apiVersion": kind[0], "kind": kind[1], "metadata": object_meta(t), "spec": spec}
+    return child(t, kind, spec)

@@ -14,6 +14,7 @@ from deepseek_operator.status.conditions import (
 )
 from deepseek_operator.status.observed import Observed
 from deepseek_operator.status.optional import unserved_message
+from deepseek_operator.status.pods import needs_events
 from deepseek_operator.status.readiness import NOT_SERVED, from_workload, weights_verified
 from deepseek_operator.status.report import status_of
 
@@ -30,6 +31,7 @@ __all__ = [
     "condition",
     "from_workload",
     "merge_conditions",
+    "needs_events",
     "status_of",
     "unserved_message",
     "weights_verified",

@@ -10,7 +10,9 @@ from typing import Any
 REASONS = (
     "Unschedulable",
     "CreateContainerConfigError",  # e.g. a missing Secret or ConfigMap key
+    "FailedMount",  # a volume's Secret, ConfigMap or claim is missing: said only in an Event
     "InvalidImageName",
+    "ErrImageNeverPull",  # imagePullPolicy Never and the node does not have it
     "ErrImagePull",
     "ImagePullBackOff",
     "OOMKilled",
@@ -20,7 +22,9 @@ REASONS = (
     "Evicted",
     "Failed",
 )
-WAITING = set(REASONS) - {"Unschedulable", "OOMKilled", "Evicted", "Failed"}
+WAITING = set(REASONS) - {"Unschedulable", "FailedMount", "OOMKilled", "Evicted", "Failed"}
+# Waiting reasons that are normal for a while, unless an Event says what holds them up.
+STARTING = {"ContainerCreating", "PodInitializing"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,10 +34,38 @@ class PodProblem:
     message: str
 
 
-def pod_problems(pods: list[dict[str, Any]]) -> list[PodProblem]:
-    """One problem per pod that has one, most telling first."""
-    found = [p for p in (_problem(pod) for pod in pods) if p is not None]
+def pod_problems(
+    pods: list[dict[str, Any]], events: list[dict[str, Any]] | None = None
+) -> list[PodProblem]:
+    """One problem per pod that has one, most telling first. ``events`` are FailedMount events
+    (reason, involvedObject.name, message): what a pod stuck in ContainerCreating waits for."""
+    mounts = {
+        (e.get("involvedObject") or {}).get("name"): str(e.get("message") or "")
+        for e in sorted(events or [], key=_event_time)
+        if e.get("reason") == "FailedMount"
+    }
+    found = [p for p in (_problem(pod, mounts) for pod in pods) if p is not None]
     return sorted(found, key=lambda p: (REASONS.index(p.reason), p.pod))
+
+
+def needs_events(pods: list[dict[str, Any]]) -> bool:
+    """Whether some pod waits in a state only an Event explains (worth one more read)."""
+    return any(_starting(pod) for pod in pods)
+
+
+def _starting(pod: dict[str, Any]) -> bool:
+    status = pod.get("status") or {}
+    statuses = [
+        *(status.get("initContainerStatuses") or []),
+        *(status.get("containerStatuses") or []),
+    ]
+    return any(
+        ((c.get("state") or {}).get("waiting") or {}).get("reason") in STARTING for c in statuses
+    )
+
+
+def _event_time(event: dict[str, Any]) -> str:
+    return str(event.get("lastTimestamp") or event.get("eventTime") or "")
 
 
 def describe(problems: list[PodProblem], most: int = 3) -> str:
@@ -50,7 +82,7 @@ def describe(problems: list[PodProblem], most: int = 3) -> str:
     return "; ".join(parts)
 
 
-def _problem(pod: dict[str, Any]) -> PodProblem | None:
+def _problem(pod: dict[str, Any], mounts: dict[Any, str]) -> PodProblem | None:
     name = str((pod.get("metadata") or {}).get("name", "?"))
     status = pod.get("status") or {}
     if status.get("phase") == "Failed":
@@ -69,6 +101,8 @@ def _problem(pod: dict[str, Any]) -> PodProblem | None:
         found = _container_problem(pod, container)
         if found is not None:
             return PodProblem(name, *found)
+    if name in mounts and _starting(pod):
+        return PodProblem(name, "FailedMount", mounts[name])
     return None
 
 

@@ -18,6 +18,7 @@ def from_workload(
     generation: int | None,
     pods: list[dict[str, Any]] | None = None,
     kind: str = "Deployment",
+    pod_events: list[dict[str, Any]] | None = None,
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """(status fields, Ready condition) from the live Deployment or LeaderWorkerSet (whose
     counts are groups) and its pods. When pods are not ready for a reason of their own
@@ -45,7 +46,7 @@ def from_workload(
             {**fields, "phase": "Ready"},
             condition(READY, True, "Available", f"{ready}/{desired} {unit} ready", generation),
         )
-    problems = pod_problems(pods or [])
+    problems = pod_problems(pods or [], pod_events or [])
     if problems:
         reason, why = problems[0].reason, f": {describe(problems)}"
     else:

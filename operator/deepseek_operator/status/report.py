@@ -28,7 +28,9 @@ def status_of(
     if kind in observed.unserved:
         fields, ready = not_served(target.nodes, target.gpus, generation)
     else:
-        fields, ready = from_workload(observed.workload, generation, observed.pods, kind)
+        fields, ready = from_workload(
+            observed.workload, generation, observed.pods, kind, observed.pod_events
+        )
     conditions = [ready, _gpu_planned(target, generation)]
     if target.spec.model.integrity is not None:
         conditions.append(weights_verified(observed.pods, generation))

@@ -68,10 +68,6 @@ class Scheduler:
         return (self.blocks.num_blocks - self.blocks.available
                 - self.blocks.usage().cached) * self.block_size  # fmt: skip
 
-    def kv_tokens_in_use(self) -> int:
-        """KV tokens in blocks referenced by running sequences now."""
-        return self.blocks.usage().used * self.block_size
-
     @property
     def num_waiting(self) -> int:
         return len(self.waiting)

@@ -75,7 +75,12 @@ class FakeKube:
         return copy.deepcopy(found) if found is not None else None
 
     def list(
-        self, api_version: str, kind: str, namespace: str | None, label_selector: str
+        self,
+        api_version: str,
+        kind: str,
+        namespace: str | None,
+        label_selector: str,
+        field_selector: str = "",
     ) -> list[dict[str, Any]]:
         self._enter("list", kind, label_selector)
         wanted = [part.split("=", 1) for part in label_selector.split(",") if part]

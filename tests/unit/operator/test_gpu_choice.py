@@ -11,7 +11,7 @@ from deepseek_operator.gpu_choice import plan_for_spec
 from deepseek_operator.manifests import Target, deployment
 from deepseek_operator.sizing import GpuPlan, SizingError
 
-# As GPU feature discovery labels nodes (hack/cluster.py's fake nodes carry the same).
+# As GPU feature discovery labels nodes (hack/localcluster's fake nodes carry the same).
 L4 = {"nvidia.com/gpu.product": "NVIDIA-L4", "nvidia.com/gpu.memory": "23034"}
 H100 = {"nvidia.com/gpu.product": "NVIDIA-H100-80GB-HBM3", "nvidia.com/gpu.memory": "81559"}
 A100 = {"nvidia.com/gpu.product": "NVIDIA-A100-SXM4-80GB", "nvidia.com/gpu.memory": "81920"}

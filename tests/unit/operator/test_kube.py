@@ -10,7 +10,8 @@ from typing import Any
 import pytest
 from kubernetes.client.exceptions import ApiException
 
-from deepseek_operator.kube import KindNotInstalled, Kube, KubeError, NotFound
+from deepseek_operator.api import API_VERSION, KIND, PLURAL
+from deepseek_operator.kube import KindNotInstalled, Kube, KubeError, NotFound, path
 
 NAMESPACE_MISSING = (
     b'{"kind":"Status","apiVersion":"v1","metadata":{},"status":"Failure","message":'
@@ -117,3 +118,28 @@ def test_apply_returns_the_object_the_server_answered() -> None:
         CONFIG_MAP
     )
     assert applied["metadata"]["uid"] == "u"
+
+
+# The resource names kube-apiserver v1.36 serves these kinds under (`kubectl api-resources`), and
+# the CRD's own plural: paths are built without discovery, so a wrong one is a 404 in a cluster.
+SERVED_AS = {
+    ("v1", "ConfigMap"): "configmaps",
+    ("v1", "ServiceAccount"): "serviceaccounts",
+    ("v1", "Event"): "events",
+    ("policy/v1", "PodDisruptionBudget"): "poddisruptionbudgets",
+    ("autoscaling/v2", "HorizontalPodAutoscaler"): "horizontalpodautoscalers",
+    ("networking.k8s.io/v1", "NetworkPolicy"): "networkpolicies",
+    (API_VERSION, KIND): PLURAL,
+}
+
+
+@pytest.mark.parametrize(("api_version", "kind"), list(SERVED_AS))
+def test_paths_name_each_kind_as_the_api_server_serves_it(api_version: str, kind: str) -> None:
+    assert path(api_version, kind, "n", "x").endswith(
+        f"/namespaces/n/{SERVED_AS[api_version, kind]}/x"
+    )
+
+
+def test_a_kind_the_operator_does_not_own_has_no_path() -> None:
+    with pytest.raises(KeyError):
+        path("v1", "Secret", "n", "x")

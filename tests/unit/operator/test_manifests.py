@@ -148,6 +148,16 @@ def test_pods_meet_the_restricted_pod_security_standard() -> None:
     assert not any("hostPath" in v for v in pod["volumes"])
 
 
+def test_every_container_that_can_fail_says_why_in_its_status() -> None:
+    """A crash at start-up leaves its last log lines as the termination message, which the
+    operator's Ready condition quotes (status/pods.py)."""
+    pod = deployment(target(**{"model.integrity": {"configMap": {"name": "m"}}}))["spec"][
+        "template"
+    ]["spec"]
+    for c in pod["containers"] + pod["initContainers"]:
+        assert c["terminationMessagePolicy"] == "FallbackToLogsOnError", c["name"]
+
+
 def test_probes_hit_the_runtime_endpoints_and_switch_to_https_with_tls() -> None:
     plain = container(target())
     assert plain["readinessProbe"]["httpGet"]["path"] == "/ready"

@@ -68,6 +68,16 @@ def ready_of(*pods: dict[str, Any], desired: int = 1, ready: int = 0) -> dict[st
             "not found",
         ),
         (
+            # imagePullPolicy Never and the node lacks the image (seen on the local real node).
+            recorded.waiting(
+                "ErrImageNeverPull",
+                'Container image "localhost/deepseek-runtime:gone" is not present with pull '
+                "policy of Never",
+            ),
+            "ErrImageNeverPull",
+            'Container image "localhost/deepseek-runtime:gone" is not present',
+        ),
+        (
             recorded.waiting("CreateContainerConfigError", 'secret "api-keys" not found'),
             "CreateContainerConfigError",
             'container runtime: secret "api-keys" not found',
@@ -112,6 +122,7 @@ def ready_of(*pods: dict[str, Any], desired: int = 1, ready: int = 0) -> dict[st
         "too-few-gpus",
         "image-pull-backoff",
         "err-image-pull",
+        "image-never-pulled",
         "missing-secret",
         "crash-loop",
         "oom-killed",
@@ -207,3 +218,43 @@ def test_each_new_problem_is_one_event() -> None:
     assert st.alerts(first["conditions"], again["conditions"]) == []  # said once
     healed = st.status_of(t, st.Observed(recorded.deployment(1, 1), [recorded.pod()]), again, 1)
     assert st.alerts(again["conditions"], healed["conditions"]) == []
+
+
+MOUNT_FAILED = 'MountVolume.SetUp failed for volume "api-keys" : secret "api-keys" not found'
+
+
+def failed_mount(pod: str, message: str, at: str) -> dict[str, Any]:
+    """A core/v1 Event as the kubelet posts it for a volume it cannot mount."""
+    return {
+        "kind": "Event",
+        "reason": "FailedMount",
+        "type": "Warning",
+        "involvedObject": {"kind": "Pod", "name": pod},
+        "message": message,
+        "lastTimestamp": at,
+    }
+
+
+def test_a_volume_that_cannot_mount_is_named_from_the_kubelets_event() -> None:
+    """A missing Secret behind a volume leaves the pod in ContainerCreating: only an Event says
+    why, and the Ready condition must say it too (seen on the local real node)."""
+    stuck = recorded.waiting("ContainerCreating")
+    assert st.needs_events([stuck])
+    events = [
+        failed_mount(stuck["metadata"]["name"], "an older message", "2026-01-01T00:00:00Z"),
+        failed_mount(stuck["metadata"]["name"], MOUNT_FAILED, "2026-01-01T00:01:00Z"),
+        failed_mount("another-pod", "not ours", "2026-01-01T00:02:00Z"),
+    ]
+    observed = st.Observed(recorded.deployment(1, 0), [stuck], pod_events=events)
+    status = st.status_of(target(), observed, {}, 1)
+    ready = {c["type"]: c for c in status["conditions"]}["Ready"]
+    assert ready["reason"] == "FailedMount"
+    assert MOUNT_FAILED in ready["message"] and "not ours" not in ready["message"]
+
+
+def test_a_pod_still_creating_without_an_event_is_not_a_problem() -> None:
+    observed = st.Observed(recorded.deployment(1, 0), [recorded.waiting("ContainerCreating")])
+    ready = ready_of(recorded.waiting("ContainerCreating"))
+    assert ready["reason"] == "ReplicasNotReady", ready
+    assert not st.needs_events([recorded.pod()])
+    assert observed.pod_events == []

@@ -1,36 +1,29 @@
-"""hack/cluster.py without starting a cluster: certificates Python's strict X.509 checks accept,
+"""hack/localcluster without starting a cluster: certificates Python's strict X.509 checks accept,
 the fake GPU nodes, and the rule that `down` signals only the processes it recorded."""
 
 from __future__ import annotations
 
-import importlib.util
 import socket
 import ssl
 import subprocess
 import sys
 import threading
 from pathlib import Path
-from types import ModuleType
 
 import pytest
+from devkit.ports import free_ports
+from localcluster.config import GPU_NODES
+from localcluster.lifecycle import down
+from localcluster.nodes import node_manifest
+from localcluster.pki import write_certificates
+from localcluster.processes import process_start_time, stop_pids
+from localcluster.state import healthy
 
 REPO = Path(__file__).resolve().parents[2]
 
 
-def load_cluster() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("hack_cluster", REPO / "hack" / "cluster.py")
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["hack_cluster"] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-cluster = load_cluster()
-
-
 def test_serving_certificate_passes_strict_verification(tmp_path: Path) -> None:
-    cluster.write_certificates(tmp_path)
+    write_certificates(tmp_path)
     server_context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     server_context.load_cert_chain(tmp_path / "serving.crt", tmp_path / "serving.key")
     client_context = ssl.create_default_context(cafile=str(tmp_path / "ca.crt"))
@@ -60,17 +53,17 @@ def test_serving_certificate_passes_strict_verification(tmp_path: Path) -> None:
 
 
 def test_keys_are_private(tmp_path: Path) -> None:
-    cluster.write_certificates(tmp_path)
+    write_certificates(tmp_path)
     for key in ("ca.key", "serving.key", "sa.key"):
         assert (tmp_path / key).stat().st_mode & 0o077 == 0
 
 
 def test_gpu_nodes_are_kwok_managed_and_untainted() -> None:
-    names = [name for name, _product, _memory in cluster.GPU_NODES]
+    names = [name for name, _product, _memory in GPU_NODES]
     assert names == ["gpu-node-1", "gpu-node-2"]
-    products = [product for _name, product, _memory in cluster.GPU_NODES]
+    products = [product for _name, product, _memory in GPU_NODES]
     assert products == ["NVIDIA-H100-80GB-HBM3", "NVIDIA-A100-SXM4-80GB"]
-    node = cluster.node_manifest("n", "NVIDIA-H100-80GB-HBM3", 81559)
+    node = node_manifest("n", "NVIDIA-H100-80GB-HBM3", 81559)
     assert node["metadata"]["annotations"]["kwok.x-k8s.io/node"] == "fake"
     labels = node["metadata"]["labels"]
     assert labels["nvidia.com/gpu.product"] == "NVIDIA-H100-80GB-HBM3"
@@ -88,19 +81,19 @@ def test_gpu_nodes_are_kwok_managed_and_untainted() -> None:
 
 
 def test_free_ports_are_distinct() -> None:
-    ports = cluster.free_ports(6)
+    ports = free_ports(6)
     assert len(set(ports)) == 6
 
 
 def test_stop_signals_only_recorded_processes(tmp_path: Path) -> None:
     sleeper = subprocess.Popen(["sleep", "60"])
     try:
-        real = cluster.process_start_time(sleeper.pid)
+        real = process_start_time(sleeper.pid)
         assert real
         # Same pid, different start time: a reused pid, which must be left alone.
-        cluster.stop_pids([("imposter", sleeper.pid, "1")], grace=0.5)
+        stop_pids([("imposter", sleeper.pid, "1")], grace=0.5)
         assert sleeper.poll() is None
-        cluster.stop_pids([("sleep", sleeper.pid, real)], grace=5)
+        stop_pids([("sleep", sleeper.pid, real)], grace=5)
         assert sleeper.wait(timeout=5) == -15  # SIGTERM was enough
     finally:
         sleeper.kill()
@@ -109,20 +102,21 @@ def test_stop_signals_only_recorded_processes(tmp_path: Path) -> None:
 
 def test_down_is_idempotent(tmp_path: Path) -> None:
     run_dir = tmp_path / "cluster"
-    cluster.down(run_dir)  # nothing there: not an error
+    down(run_dir)  # nothing there: not an error
     run_dir.mkdir()
     (run_dir / "state.json").write_text(
         '{"processes": [{"name": "x", "pid": 1, "start_time": "0"}]}'
     )
-    cluster.down(run_dir)
+    down(run_dir)
     assert not run_dir.exists()
-    assert not cluster.healthy(run_dir)
+    assert not healthy(run_dir)
 
 
 @pytest.mark.parametrize("command", ["status", "env"])
 def test_cli_without_a_cluster(command: str, tmp_path: Path) -> None:
     result = subprocess.run(
-        [sys.executable, str(REPO / "hack" / "cluster.py"), command, "--dir", str(tmp_path / "x")],
+        [sys.executable, "-m", "localcluster", command, "--dir", str(tmp_path / "x")],
+        cwd=REPO / "hack",
         capture_output=True,
         text=True,
         check=False,

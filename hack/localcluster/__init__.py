@@ -1,0 +1,15 @@
+"""A real Kubernetes cluster on this machine, for the tests, the benchmarks and the demo.
+
+etcd, kube-apiserver, controller-manager, scheduler and kwok (two fake 8-GPU nodes), built from
+their Go modules by hack/build-control-plane.sh. Standard library plus `cryptography` only, so it
+runs before (or without) `make install`.
+
+    python3 -m localcluster up      # from hack/: idempotent, reuses a healthy cluster
+    python3 -m localcluster down    # stops only the pids recorded in the run dir, removes it
+    python3 -m localcluster status  # exit 0 when the recorded cluster answers /readyz
+    python3 -m localcluster env     # prints `export KUBECONFIG=...`
+
+Modules: config (paths, versions, address ranges), pki (certificates), processes (start, wait,
+stop by pid), api (a client without a client library), nodes (the fake GPU nodes), control_plane
+(the components and their flags), lifecycle (up/down), cli.
+"""

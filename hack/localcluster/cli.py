@@ -1,0 +1,37 @@
+"""python3 -m localcluster up|down|status|env"""
+
+from __future__ import annotations
+
+import argparse
+
+from . import __doc__ as package_doc
+from .config import ClusterError, cluster_dir, log
+from .lifecycle import down, up
+from .state import healthy
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description=package_doc, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("command", choices=["up", "down", "status", "env"])
+    parser.add_argument("--dir", help="run dir (default: $DEEPSEEK_CLUSTER_DIR or .run/cluster)")
+    parser.add_argument("--skip-build", action="store_true", help="do not run the build first")
+    args = parser.parse_args(argv)
+    run_dir = cluster_dir(args.dir)
+    try:
+        if args.command == "up":
+            up(run_dir, skip_build=args.skip_build)
+        elif args.command == "down":
+            down(run_dir)
+        elif args.command == "status":
+            if not healthy(run_dir):
+                log(f"no healthy cluster in {run_dir}")
+                return 1
+            log(f"healthy: export KUBECONFIG={run_dir / 'kubeconfig'}")
+        else:
+            print(f"export KUBECONFIG={run_dir / 'kubeconfig'}")
+    except ClusterError as error:
+        log(f"FAILED: {error}")
+        return 1
+    return 0

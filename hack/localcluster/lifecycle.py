@@ -1,0 +1,87 @@
+"""`up` and `down`: idempotent, and stopping only what was recorded."""
+
+from __future__ import annotations
+
+import contextlib
+import shutil
+import subprocess
+import time
+import urllib.error
+from pathlib import Path
+
+from .api import Api, probe
+from .config import APISERVER_TIMEOUT_S, COMPONENT_TIMEOUT_S, ClusterError, log
+from .control_plane import components, prepare, seed
+from .processes import Component, stop_pids, wait_for
+from .state import healthy, read_state, recorded_components, write_state
+
+
+def wait_healthy(item: Component, ca: Path) -> None:
+    ca_file = ca if item.health_url.startswith("https") else None
+    wait_for(
+        f"{item.name} /healthz", lambda: probe(item.health_url, ca_file), COMPONENT_TIMEOUT_S, item
+    )
+
+
+def down(run_dir: Path) -> None:
+    state = read_state(run_dir)
+    if state:
+        stop_pids(list(recorded_components(state)))
+    if run_dir.exists():
+        shutil.rmtree(run_dir)
+        log(f"removed {run_dir}")
+
+
+def up(run_dir: Path, skip_build: bool = False) -> Path:
+    if healthy(run_dir):
+        log(f"already up: export KUBECONFIG={run_dir / 'kubeconfig'}")
+        return run_dir / "kubeconfig"
+    if run_dir.exists():
+        log(f"{run_dir} holds a stopped or half-made cluster; cleaning it first")
+        down(run_dir)
+    started = time.monotonic()
+    at, state = prepare(run_dir, skip_build)
+    etcd, apiserver, controller_manager, scheduler, kwok = components(at)
+    launched: list[Component] = []
+
+    def launch(*batch: Component) -> None:
+        for item in batch:
+            item.start()
+            launched.append(item)
+            state["processes"].append(
+                {"name": item.name, "pid": item.pid, "start_time": item.start_time}
+            )
+            write_state(run_dir, state)  # record each pid at once: `down` must find it
+            log(f"started {item.name} (pid {item.pid}), log {item.log_path}")
+
+    try:
+        launch(etcd)
+        wait_healthy(etcd, at.ca)
+        launch(apiserver)
+        token = state["token"]
+        wait_for(
+            "kube-apiserver /readyz",
+            lambda: probe(apiserver.health_url, at.ca, token),
+            APISERVER_TIMEOUT_S,
+            apiserver,
+        )
+        log(f"kube-apiserver ready after {time.monotonic() - started:.1f}s")
+        launch(controller_manager, scheduler, kwok)
+        for item in (controller_manager, scheduler, kwok):
+            wait_healthy(item, at.ca)
+        seed(Api(at.server, token, at.ca), kwok, controller_manager)
+    except BaseException as error:
+        # Stop what we started but keep the run dir: its logs say what went wrong.
+        stop_pids([(c.name, c.pid, c.start_time) for c in launched])
+        for item in launched:
+            if item.process is not None:
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    item.process.wait(timeout=1)
+        if isinstance(error, urllib.error.HTTPError):
+            raise ClusterError(f"API call failed: {error} {error.read().decode()}") from error
+        raise
+    state["ready"] = True
+    write_state(run_dir, state)
+    (run_dir / "env").write_text(f"export KUBECONFIG={at.kubeconfig}\n")
+    log(f"up in {time.monotonic() - started:.1f}s: export KUBECONFIG={at.kubeconfig}")
+    return at.kubeconfig
