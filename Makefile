@@ -77,7 +77,7 @@ demo: install control-plane ## local cluster + operator + example CR + runtime a
 	bash hack/demo.sh
 
 .PHONY: bench
-bench: bench-reconcile bench-runtime bench-decode bench-prefix ## every benchmark; tables land in bench/results/
+bench: bench-reconcile bench-runtime bench-decode bench-prefix bench-cpu ## every benchmark; tables land in bench/results/
 
 .PHONY: bench-reconcile
 bench-reconcile: install control-plane ## 1/50/300 CRs on the local control plane -> bench/results/reconcile.md
@@ -94,6 +94,10 @@ bench-decode: install ## the engine's decode step vs generate, CPU kernels on/of
 .PHONY: bench-prefix
 bench-prefix: install ## KV prefix reuse on/off vs transformers' continuous batching, chat + no shared prefix -> bench/results/prefix_cache.md
 	$(PY) bench/prefix_cache.py
+
+.PHONY: bench-cpu
+bench-cpu: install ## the embedded default (fp32, int8) vs llama.cpp's llama-server, built once and cached -> bench/results/cpu_peer.md
+	$(PY) bench/cpu_peer.py
 
 .PHONY: clean
 clean: cluster-down ## remove the venv and caches in the repository (not the Go build cache)
