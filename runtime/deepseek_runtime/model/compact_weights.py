@@ -18,7 +18,7 @@ torch._int_mm has no fast CPU path here (4-13x slower than fp32). So:
 - o_proj stays float: its input (the attention output) has no norm to fold a scale into,
   and quantizing it cost the most agreement for the least time.
 
-Not exact: greedy top-1 agrees with fp32 on ~93% of tokens (bench/cpu_quality.py), and the
+Not exact: greedy top-1 agrees with fp32 on ~92% of tokens (bench/cpu_quality.py), and the
 model still answers the same facts; that is why it is its own mode and not the default.
 """
 
