@@ -77,7 +77,7 @@ demo: install control-plane ## local cluster + operator + example CR + runtime a
 	bash hack/demo.sh
 
 .PHONY: bench
-bench: bench-reconcile bench-runtime bench-decode bench-prefix bench-tp ## every benchmark; tables land in bench/results/
+bench: bench-reconcile bench-runtime bench-decode bench-prefix bench-tp bench-cpu ## every benchmark; tables land in bench/results/
 
 .PHONY: bench-reconcile
 bench-reconcile: install control-plane ## 1/50/300 CRs on the local control plane -> bench/results/reconcile.md
@@ -98,6 +98,10 @@ bench-prefix: install ## KV prefix reuse on/off vs transformers' continuous batc
 .PHONY: bench-tp
 bench-tp: install ## serve with 1 vs 2 tensor-parallel ranks (gloo, CPU), 1 and 8 clients -> bench/results/tensor_parallel.md
 	$(PY) bench/tensor_parallel.py
+
+.PHONY: bench-cpu
+bench-cpu: install ## the embedded default (fp32, int8) vs llama.cpp's llama-server, built once and cached -> bench/results/cpu_peer.md
+	$(PY) bench/cpu_peer.py
 
 .PHONY: clean
 clean: cluster-down ## remove the venv and caches in the repository (not the Go build cache)

@@ -1,0 +1,83 @@
+#!/usr/bin/env python3
+"""How far `--quantization int8` on CPU (model/compact_weights.py) moves from fp32.
+
+    .venv/bin/python bench/cpu_quality.py [--tokens 40]
+
+On the bundled SmolLM2 GGUF: for each of four chat prompts, fp32's greedy continuation of
+--tokens tokens (4 x 40 = 160 in all) is fed to both models at once (teacher forcing), and the
+share of positions where int8's top-1 token is fp32's is reported, with each model's answer to
+"What is the capital of France?". Prints a small markdown table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from typing import Any
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+PROMPTS = (
+    "Write a short story about a robot who learns to paint.",
+    "Explain how photosynthesis works.",
+    "What is the capital of France?",
+    "List three tips for staying healthy.",
+)
+
+
+def chat_ids(tokenizer: Any, text: str) -> list[int]:
+    messages = [{"role": "user", "content": text}]
+    rendered = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+    return list(tokenizer.encode(rendered, add_special_tokens=False))
+
+
+def greedy(model: Any, config: Any, ids: list[int], n: int) -> list[int]:
+    import torch
+    from transformers import DynamicCache
+
+    cache, out, x = DynamicCache(config=config), [], torch.tensor([ids])
+    for _ in range(n):
+        token = int(model(x, cache=cache, logits_to_keep=1).logits[0, -1].argmax())
+        out.append(token)
+        x = torch.tensor([[token]])
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--tokens", type=int, default=40)
+    args = parser.parse_args()
+    import torch
+
+    from deepseek_runtime.model.compact import compact_model
+    from deepseek_runtime.model.compact_weights import quantize_int8
+    from deepseek_runtime.model.loader import load_model
+
+    loaded = load_model()
+    fp32, tokenizer = loaded.model, loaded.tokenizer
+    int8 = quantize_int8(compact_model(fp32), tokenizer)  # type: ignore[arg-type]
+    rows = ["| prompt | top-1 agreement |", "| --- | ---: |"]
+    agree = total = 0
+    with torch.inference_mode():
+        for text in PROMPTS:
+            ids = chat_ids(tokenizer, text)
+            full = torch.tensor([ids + greedy(fp32, fp32.config, ids, args.tokens)])
+            picks = [m(full, use_cache=False).logits[0, len(ids) - 1 : -1].argmax(-1)
+                     for m in (fp32, int8)]  # fmt: skip
+            same = int((picks[0] == picks[1]).sum())
+            agree, total = agree + same, total + args.tokens
+            rows.append(f"| {text} | {same / args.tokens:.0%} |")
+        rows.append(f"| all {total} tokens | {agree / total:.1%} |")
+        france = chat_ids(tokenizer, PROMPTS[2])
+        answers = {}
+        for name, model in (("fp32", fp32), ("int8", int8)):
+            answer = greedy(model, fp32.config, france, 12)
+            answers[name] = tokenizer.decode(answer, skip_special_tokens=True)
+    print("\n".join(rows))
+    for name, answer in answers.items():
+        print(f"\n{name}: {answer!r}")
+
+
+if __name__ == "__main__":
+    main()
