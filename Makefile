@@ -26,12 +26,20 @@ $(STAMP): pyproject.toml
 install: $(STAMP) ## create .venv with the project, the runtime and the dev tools
 
 .PHONY: control-plane
-control-plane: ## build etcd, kube-apiserver/-controller-manager/-scheduler, kwok and helm (cached)
+control-plane: ## build etcd, the Kubernetes control plane, kubelet, kube-proxy, kwok, helm (cached)
 	bash hack/build-control-plane.sh
 
+.PHONY: node-packages
+node-packages: ## containerd, runc, CNI plugins, buildah, mmdebstrap from Debian (only what is missing)
+	bash hack/node-packages.sh
+
+.PHONY: images
+images: install control-plane node-packages ## build the operator and runtime images with buildah (cached by content)
+	PYTHONPATH=hack $(PY) -m localcluster images
+
 .PHONY: cluster-up
-cluster-up: install control-plane ## start the local control plane with two fake 8-GPU nodes
-	bash hack/cluster-up.sh
+cluster-up: install control-plane node-packages images ## local control plane, two fake 8-GPU nodes and one real node
+	bash hack/cluster-up.sh --real-node
 
 .PHONY: cluster-down
 cluster-down: ## stop the local control plane (only the processes it started)
@@ -65,15 +73,15 @@ test-runtime: install ## real runtime servers (Triton + OpenAI API) with real cl
 	$(PY) -m pytest tests/runtime -m runtime $(PYTEST_ARGS)
 
 .PHONY: test-cluster
-test-cluster: install control-plane ## end-to-end on a real kube-apiserver with kubectl and helm
+test-cluster: install control-plane node-packages images ## end-to-end on a real kube-apiserver with kubectl and helm
 	$(PY) -m pytest tests/cluster -m cluster $(PYTEST_ARGS)
 
 .PHONY: test
-test: install control-plane lint ## everything CI runs: lint, unit, runtime and cluster suites
+test: install control-plane node-packages images lint ## everything CI runs: lint, unit, runtime and cluster suites
 	$(PY) -m pytest tests $(PYTEST_ARGS)
 
 .PHONY: demo
-demo: install control-plane ## local cluster + operator + example CR + runtime answering a chat
+demo: install control-plane node-packages images ## local cluster + operator + example CR + runtime answering a chat
 	bash hack/demo.sh
 
 .PHONY: bench

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Build the local control plane from published Go modules, once, into a cache outside the repo.
 #
-# etcd, kube-apiserver/-controller-manager/-scheduler, kwok and helm are compiled with this
+# etcd, kube-apiserver/-controller-manager/-scheduler, kubelet, kube-proxy, kwok and helm are compiled with this
 # machine's Go and module proxy (no release-binary downloads, no Docker). Each binary is built
 # only when missing, so a warm cache makes this a quiet no-op. Versions are pinned here and in
 # hack/versions.env, which the Makefile and the test fixtures read too.
@@ -34,13 +34,15 @@ build_etcd() {
 }
 
 build_kubernetes() {
-  local missing=0 c
-  for c in kube-apiserver kube-controller-manager kube-scheduler; do
-    [[ -x "$bin/$c" ]] || missing=1
+  # The control plane, and the real node's kubelet and kube-proxy: one module, one version.
+  local commands=(kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy)
+  local missing=() c
+  for c in "${commands[@]}"; do
+    [[ -x "$bin/$c" ]] || missing+=("k8s.io/kubernetes/cmd/$c")
   done
-  ((missing)) || return 0
+  ((${#missing[@]})) || return 0
   built=1
-  log "building kube-apiserver, kube-controller-manager, kube-scheduler $K8S_VERSION (tens of minutes when cold)"
+  log "building ${missing[*]##*/} $K8S_VERSION (tens of minutes when cold)"
   local d="$work/kubernetes-$K8S_VERSION"
   mkdir -p "$d" && cd "$d"
   local staging="v0.${K8S_VERSION#v1.}"
@@ -59,26 +61,17 @@ build_kubernetes() {
       grep -E '^\s*k8s\.io/[A-Za-z0-9._-]+ => \./staging/' "$gomod" |
         awk -v v="$staging" '{print "replace " $1 " => " $1 " " v}'
     } >go.mod.tmp
-    cat >tools.go <<'GO'
-//go:build tools
-
-package tools
-
-import (
-	_ "k8s.io/kubernetes/cmd/kube-apiserver"
-	_ "k8s.io/kubernetes/cmd/kube-controller-manager"
-	_ "k8s.io/kubernetes/cmd/kube-scheduler"
-)
-GO
+    {
+      printf '//go:build tools\n\npackage tools\n\nimport (\n'
+      for c in "${commands[@]}"; do printf '\t_ "k8s.io/kubernetes/cmd/%s"\n' "$c"; done
+      printf ')\n'
+    } >tools.go
     mv go.mod.tmp go.mod
     go mod tidy -e >/dev/null 2>&1 || true
   fi
   local minor="${K8S_VERSION#v1.}"; minor="${minor%%.*}"
   local ld="-s -w -X k8s.io/component-base/version.gitVersion=$K8S_VERSION -X k8s.io/component-base/version.gitMajor=1 -X k8s.io/component-base/version.gitMinor=$minor -X k8s.io/client-go/pkg/version.gitVersion=$K8S_VERSION"
-  go build -trimpath -ldflags "$ld" -o "$bin/" \
-    k8s.io/kubernetes/cmd/kube-apiserver \
-    k8s.io/kubernetes/cmd/kube-controller-manager \
-    k8s.io/kubernetes/cmd/kube-scheduler
+  go build -trimpath -ldflags "$ld" -o "$bin/" "${missing[@]}"
 }
 
 build_kwok() {

@@ -8,8 +8,11 @@ runs before (or without) `make install`.
     python3 -m localcluster down    # stops only the pids recorded in the run dir, removes it
     python3 -m localcluster status  # exit 0 when the recorded cluster answers /readyz
     python3 -m localcluster env     # prints `export KUBECONFIG=...`
+    python3 -m localcluster up --real-node  # plus a real node running the project's images
+    python3 -m localcluster images  # builds them (and loads them into a running real node)
 
 Modules: config (paths, versions, address ranges), pki (certificates), processes (start, wait,
 stop by pid), api (a client without a client library), nodes (the fake GPU nodes), control_plane
-(the components and their flags), lifecycle (up/down), cli.
+(the components and their flags), images (buildah), node_config and realnode (the real
+node: containerd, kubelet, kube-proxy on a bridge of its own), lifecycle (up/down), cli.
 """

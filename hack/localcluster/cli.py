@@ -6,7 +6,7 @@ import argparse
 
 from . import __doc__ as package_doc
 from .config import ClusterError, cluster_dir, log
-from .lifecycle import down, up
+from .lifecycle import build_images, down, up
 from .state import healthy
 
 
@@ -14,14 +14,19 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=package_doc, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("command", choices=["up", "down", "status", "env"])
+    parser.add_argument("command", choices=["up", "down", "status", "env", "images"])
     parser.add_argument("--dir", help="run dir (default: $DEEPSEEK_CLUSTER_DIR or .run/cluster)")
     parser.add_argument("--skip-build", action="store_true", help="do not run the build first")
+    parser.add_argument(
+        "--real-node",
+        action="store_true",
+        help="add a real node (containerd, kubelet, kube-proxy) that runs the project's images",
+    )
     args = parser.parse_args(argv)
     run_dir = cluster_dir(args.dir)
     try:
         if args.command == "up":
-            up(run_dir, skip_build=args.skip_build)
+            up(run_dir, skip_build=args.skip_build, real_node=args.real_node)
         elif args.command == "down":
             down(run_dir)
         elif args.command == "status":
@@ -29,6 +34,9 @@ def main(argv: list[str] | None = None) -> int:
                 log(f"no healthy cluster in {run_dir}")
                 return 1
             log(f"healthy: export KUBECONFIG={run_dir / 'kubeconfig'}")
+        elif args.command == "images":
+            for role, ref in build_images(run_dir).items():
+                print(f"{role}={ref}")
         else:
             print(f"export KUBECONFIG={run_dir / 'kubeconfig'}")
     except ClusterError as error:

@@ -14,7 +14,13 @@ DEFAULT_DIR = REPO / ".run" / "cluster"
 # 10.0.0.0/24 (the doc's value) holds 254 addresses: too few once the benchmark makes 300
 # Services and 300 pods, so services and pods each get a /16 of their own.
 SERVICE_CIDR = "10.96.0.0/16"
-POD_CIDR = "10.0.0.0/16"
+POD_CIDR = "10.0.0.0/16"  # kwok's fake pods: addresses nothing answers, routed nowhere
+# The real node: a bridge of its own, its gateway address the node's (and, with a real node,
+# the API server's) address. Nothing on it is routed off the machine (realnode.py).
+BRIDGE = "cni0"
+NODE_CIDR = "10.244.0.0/24"
+NODE_IP = "10.244.0.1"
+REAL_NODE = "real-node"
 APISERVER_TIMEOUT_S = 120.0  # two cores, a cold page cache and 60+ API groups to install
 COMPONENT_TIMEOUT_S = 60.0
 STOP_GRACE_S = 10.0

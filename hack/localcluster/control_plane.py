@@ -35,6 +35,9 @@ class Layout:
     bin_dir: Path
     kwok_stages: Path
     ports: dict[str, int]
+    # Where the API server listens: loopback, or with a real node the bridge address, which its
+    # pods reach through the kubernetes Service (the operator's pod among them).
+    address: str = "127.0.0.1"
 
     @property
     def pki(self) -> Path:
@@ -50,7 +53,11 @@ class Layout:
 
     @property
     def server(self) -> str:
-        return f"https://127.0.0.1:{self.ports['kube-apiserver']}"
+        return f"https://{self.address}:{self.ports['kube-apiserver']}"
+
+    @property
+    def real_node(self) -> bool:
+        return self.address != "127.0.0.1"
 
     def component(self, name: str, argv: list[str], health_url: str) -> Component:
         return Component(
@@ -98,8 +105,8 @@ def components(at: Layout) -> list[Component]:
             [
                 f"--etcd-servers=http://127.0.0.1:{etcd}",
                 f"--secure-port={api}",
-                "--bind-address=127.0.0.1",
-                "--advertise-address=127.0.0.1",
+                f"--bind-address={at.address}",
+                f"--advertise-address={at.address}",
                 *serving,
                 f"--client-ca-file={at.ca}",
                 f"--service-cluster-ip-range={SERVICE_CIDR}",
@@ -109,9 +116,7 @@ def components(at: Layout) -> list[Component]:
                 f"--service-account-key-file={at.pki / 'sa.pub'}",
                 f"--service-account-signing-key-file={at.pki / 'sa.key'}",
                 f"--token-auth-file={at.run_dir / 'tokens.csv'}",
-                # The `kubernetes` Service would point at 127.0.0.1, which Endpoints refuse (and
-                # log every 10 s); nothing in-cluster needs to reach the API server here.
-                "--endpoint-reconciler-type=none",
+                *apiserver_node_flags(at),
                 # PodSecurity stays in the default admission chain: tests prove pods are restricted.
             ],
             f"{at.server}/readyz",
@@ -158,7 +163,22 @@ def components(at: Layout) -> list[Component]:
     ]
 
 
-def prepare(run_dir: Path, skip_build: bool) -> tuple[Layout, dict[str, Any]]:
+def apiserver_node_flags(at: Layout) -> list[str]:
+    if not at.real_node:
+        # The `kubernetes` Service would point at 127.0.0.1, which Endpoints refuse (and log
+        # every 10 s); without a real node nothing in-cluster reaches the API server.
+        return ["--endpoint-reconciler-type=none"]
+    return [
+        # logs, exec and port-forward: the kubelet trusts only this client certificate.
+        f"--kubelet-client-certificate={at.pki / 'kubelet-client.crt'}",
+        f"--kubelet-client-key={at.pki / 'kubelet-client.key'}",
+        "--kubelet-preferred-address-types=InternalIP",
+    ]
+
+
+def prepare(
+    run_dir: Path, skip_build: bool, address: str = "127.0.0.1"
+) -> tuple[Layout, dict[str, Any]]:
     """Binaries, certificates, token, ports and kubeconfig; returns the layout and the state
     that `down` will read."""
     if not skip_build:
@@ -173,6 +193,7 @@ def prepare(run_dir: Path, skip_build: bool) -> tuple[Layout, dict[str, Any]]:
         bin_dir,
         kwok_stages(bin_dir, info["KWOK_VERSION"]),
         dict(zip(PORT_NAMES, free_ports(len(PORT_NAMES)), strict=True)),
+        address,
     )
     run_dir.mkdir(parents=True)
     write_certificates(at.pki)
@@ -189,6 +210,7 @@ def prepare(run_dir: Path, skip_build: bool) -> tuple[Layout, dict[str, Any]]:
         "kubeconfig": str(at.kubeconfig),
         "versions": {k: v for k, v in info.items() if k != "BIN"},
         "ports": at.ports,
+        "bin_dir": str(bin_dir),
         "processes": [],
         "ready": False,
     }

@@ -9,8 +9,9 @@ import time
 import urllib.error
 from pathlib import Path
 
+from . import images, realnode
 from .api import Api, probe
-from .config import APISERVER_TIMEOUT_S, COMPONENT_TIMEOUT_S, ClusterError, log
+from .config import APISERVER_TIMEOUT_S, COMPONENT_TIMEOUT_S, NODE_IP, REPO, ClusterError, log
 from .control_plane import components, prepare, seed
 from .processes import Component, stop_pids, wait_for
 from .state import healthy, read_state, recorded_components, write_state
@@ -26,21 +27,57 @@ def wait_healthy(item: Component, ca: Path) -> None:
 def down(run_dir: Path) -> None:
     state = read_state(run_dir)
     if state:
+        bin_dir = Path(state["bin_dir"]) if state.get("bin_dir") else None
+        realnode.down(run_dir, state, bin_dir)
         stop_pids(list(recorded_components(state)))
     if run_dir.exists():
         shutil.rmtree(run_dir)
         log(f"removed {run_dir}")
 
 
-def up(run_dir: Path, skip_build: bool = False) -> Path:
+def node_images() -> dict[str, str]:
+    missing = realnode.missing_tools()
+    if missing:
+        raise ClusterError(
+            f"the real node needs {', '.join(missing)}: run `make node-packages` "
+            "(hack/node-packages.sh installs them from Debian's packages)"
+        )
+    venv = REPO / ".venv"
+    if not (venv / "bin" / "uv").exists():
+        raise ClusterError("the runtime image installs the venv's versions: run `make install`")
+    return images.build_all(venv)
+
+
+def build_images(run_dir: Path) -> dict[str, str]:
+    """The images, and into the real node's containerd when one is up."""
+    built = node_images()
+    state = read_state(run_dir) if healthy(run_dir) else None
+    if state and state.get("real_node"):
+        for ref in built.values():
+            images.load(ref, Path(state["real_node"]["socket"]))
+        state["real_node"]["images"] = built  # what the tests and the demo deploy
+        write_state(run_dir, state)
+    return built
+
+
+def up(run_dir: Path, skip_build: bool = False, real_node: bool = False) -> Path:
     if healthy(run_dir):
+        state = read_state(run_dir) or {}
+        if real_node and not state.get("real_node"):
+            raise ClusterError(
+                f"the cluster in {run_dir} runs without the real node: `down` it first"
+            )
         log(f"already up: export KUBECONFIG={run_dir / 'kubeconfig'}")
         return run_dir / "kubeconfig"
     if run_dir.exists():
         log(f"{run_dir} holds a stopped or half-made cluster; cleaning it first")
         down(run_dir)
     started = time.monotonic()
-    at, state = prepare(run_dir, skip_build)
+    built = node_images() if real_node else {}
+    if real_node:
+        log(f"images ready after {time.monotonic() - started:.0f}s")
+        realnode.bridge_up()
+    at, state = prepare(run_dir, skip_build, NODE_IP if real_node else "127.0.0.1")
     etcd, apiserver, controller_manager, scheduler, kwok = components(at)
     launched: list[Component] = []
 
@@ -69,9 +106,17 @@ def up(run_dir: Path, skip_build: bool = False) -> Path:
         launch(controller_manager, scheduler, kwok)
         for item in (controller_manager, scheduler, kwok):
             wait_healthy(item, at.ca)
-        seed(Api(at.server, token, at.ca), kwok, controller_manager)
+        api = Api(at.server, token, at.ca)
+        seed(api, kwok, controller_manager)
+        if real_node:
+            node = realnode.layout(run_dir, at.bin_dir)
+            realnode.write_configs(node, built["pause"], at.ca, at.kubeconfig)
+            state["real_node"] = {"socket": str(node.socket), "images": built, "ports": node.ports}
+            write_state(run_dir, state)
+            realnode.start(node, built, api, at.kubeconfig, launch)
     except BaseException as error:
         # Stop what we started but keep the run dir: its logs say what went wrong.
+        realnode.down(run_dir, state, at.bin_dir)
         stop_pids([(c.name, c.pid, c.start_time) for c in launched])
         for item in launched:
             if item.process is not None:

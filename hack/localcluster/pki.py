@@ -7,7 +7,7 @@ import ipaddress
 from pathlib import Path
 from typing import Any
 
-from .config import SERVICE_CIDR
+from .config import NODE_IP, SERVICE_CIDR
 
 
 def write_certificates(pki: Path) -> None:
@@ -66,7 +66,44 @@ def write_certificates(pki: Path) -> None:
         .sign(ca_key, hashes.SHA256())
     )
 
-    serving_key = ec.generate_private_key(ec.SECP256R1())
+    def leaf(cn: str, usage: Any, names: list[x509.GeneralName]) -> tuple[Any, Any]:
+        key = ec.generate_private_key(ec.SECP256R1())
+        builder = (
+            x509.CertificateBuilder()
+            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)]))
+            .issuer_name(ca_name)
+            .public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now)
+            .not_valid_after(later)
+            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+            .add_extension(
+                x509.KeyUsage(
+                    digital_signature=True,
+                    content_commitment=False,
+                    key_encipherment=True,
+                    data_encipherment=False,
+                    key_agreement=False,
+                    key_cert_sign=False,
+                    crl_sign=False,
+                    encipher_only=False,
+                    decipher_only=False,
+                ),
+                critical=True,
+            )
+            .add_extension(x509.ExtendedKeyUsage([usage]), critical=False)
+            .add_extension(
+                x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False
+            )
+            .add_extension(
+                x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ca_ski),
+                critical=False,
+            )
+        )
+        if names:
+            builder = builder.add_extension(x509.SubjectAlternativeName(names), critical=False)
+        return key, builder.sign(ca_key, hashes.SHA256())
+
     service_ip = ipaddress.IPv4Network(SERVICE_CIDR)[1]  # kubernetes.default's IP
     names: list[x509.GeneralName] = [
         x509.DNSName(name)
@@ -78,43 +115,14 @@ def write_certificates(pki: Path) -> None:
             "kubernetes.default.svc.cluster.local",
         )
     ]
-    names += [
-        x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
-        x509.IPAddress(service_ip),
-    ]
-    serving_cert = (
-        x509.CertificateBuilder()
-        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "kube-apiserver")]))
-        .issuer_name(ca_name)
-        .public_key(serving_key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now)
-        .not_valid_after(later)
-        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(
-            x509.KeyUsage(
-                digital_signature=True,
-                content_commitment=False,
-                key_encipherment=True,
-                data_encipherment=False,
-                key_agreement=False,
-                key_cert_sign=False,
-                crl_sign=False,
-                encipher_only=False,
-                decipher_only=False,
-            ),
-            critical=True,
-        )
-        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
-        .add_extension(x509.SubjectAlternativeName(names), critical=False)
-        .add_extension(
-            x509.SubjectKeyIdentifier.from_public_key(serving_key.public_key()), critical=False
-        )
-        .add_extension(
-            x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ca_ski),
-            critical=False,
-        )
-        .sign(ca_key, hashes.SHA256())
+    # The bridge address: the real node's pods reach the API server there (through the
+    # kubernetes Service) and the API server listens there when a real node runs.
+    names += [x509.IPAddress(ipaddress.ip_address(ip)) for ip in ("127.0.0.1", service_ip, NODE_IP)]
+    serving_key, serving_cert = leaf("kube-apiserver", ExtendedKeyUsageOID.SERVER_AUTH, names)
+    # What the API server shows the kubelet (logs, exec, port-forward): the kubelet trusts
+    # this CA's client certificates and nothing anonymous.
+    client_key, client_cert = leaf(
+        "kube-apiserver-kubelet-client", ExtendedKeyUsageOID.CLIENT_AUTH, []
     )
 
     # RSA: every Kubernetes version signs and verifies service-account tokens with it.
@@ -124,11 +132,13 @@ def write_certificates(pki: Path) -> None:
     (pki / "ca.key").write_bytes(pem_key(ca_key))
     (pki / "serving.crt").write_bytes(serving_cert.public_bytes(serialization.Encoding.PEM))
     (pki / "serving.key").write_bytes(pem_key(serving_key))
+    (pki / "kubelet-client.crt").write_bytes(client_cert.public_bytes(serialization.Encoding.PEM))
+    (pki / "kubelet-client.key").write_bytes(pem_key(client_key))
     (pki / "sa.key").write_bytes(pem_key(sa_key))
     (pki / "sa.pub").write_bytes(
         sa_key.public_key().public_bytes(
             serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
         )
     )
-    for key in ("ca.key", "serving.key", "sa.key"):
+    for key in ("ca.key", "serving.key", "kubelet-client.key", "sa.key"):
         (pki / key).chmod(0o600)

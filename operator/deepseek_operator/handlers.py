@@ -8,7 +8,10 @@ when a child was deleted): nothing here can fail in a way kopf would have to ret
 
 from __future__ import annotations
 
+import dataclasses
 import logging
+import os
+from collections.abc import Mapping
 from typing import Any
 
 import kopf
@@ -49,10 +52,25 @@ def stop_worker(memo: kopf.Memo, **_: Any) -> None:
         memo.worker.stop()
 
 
+def in_cluster_server(env: Mapping[str, str]) -> str | None:
+    """The API server as client-go's InClusterConfig finds it: the kubernetes Service's address
+    from the environment the kubelet sets. kopf's own service-account login names
+    kubernetes.default.svc instead, which needs cluster DNS (a cluster without it, like the
+    local real node, leaves the operator unable to connect)."""
+    host, port = env.get("KUBERNETES_SERVICE_HOST"), env.get("KUBERNETES_SERVICE_PORT")
+    if not host or not port:
+        return None
+    return f"https://[{host}]:{port}" if ":" in host else f"https://{host}:{port}"
+
+
 @kopf.on.login()
 def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
     # kopf's own loaders read KUBECONFIG when called, not when a library was imported.
-    return kopf.login_with_service_account(**kwargs) or kopf.login_with_kubeconfig(**kwargs)
+    found = kopf.login_with_service_account(**kwargs)
+    server = in_cluster_server(os.environ)
+    if found is not None and server is not None:
+        return dataclasses.replace(found, server=server)
+    return found or kopf.login_with_kubeconfig(**kwargs)
 
 
 @kopf.on.resume(*RESOURCE)

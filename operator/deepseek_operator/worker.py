@@ -31,6 +31,10 @@ NAMESPACES_ENV = "DEEPSEEK_WATCH_NAMESPACES"  # comma-separated; empty means all
 LIST_RETRY_S = 10.0  # when listing the CRs for a drift repair failed
 
 
+RECHECK_S = 15.0
+NOT_SETTLED = frozenset({"Pending", "Progressing", "Degraded"})
+
+
 def watched_namespaces() -> list[str | None]:
     names = [n.strip() for n in os.environ.get(NAMESPACES_ENV, "").split(",") if n.strip()]
     return list(names) or [None]
@@ -106,6 +110,10 @@ class Worker:
             if body is None or body["metadata"].get("deletionTimestamp"):
                 self.queue.forget(key)  # its children go with it (owner references)
                 return None
+            if (body.get("status") or {}).get("phase") in NOT_SETTLED:
+                # Pods can wait without changing (a volume that cannot mount, a pull that
+                # backs off): no watch event would come, so look again soon.
+                self.queue.add(key, Work.REFRESH, delay_s=RECHECK_S)
             if work == Work.REPAIR:
                 return rc.reconcile(kube, body)
             rc.refresh_status(kube, body)

@@ -1,5 +1,7 @@
-"""Fixtures for the cluster suite: a real control plane (hack/localcluster), the chart installed
-with the real helm, and the operator run from the working tree as the chart's ServiceAccount.
+"""Fixtures for the cluster suite: a real control plane with a real node (hack/localcluster,
+`up --real-node`), the chart installed with the real helm, and the operator run from the working
+tree as the chart's ServiceAccount (kwok tests) or as its own image in a pod on the real node
+(test_real_node_*, fixtures in realnode.py).
 
 Nothing here skips: a missing binary or a control plane that will not start FAILS the run, so
 CI cannot go green without having exercised a real API server.
@@ -35,6 +37,7 @@ from clusterkit import (
     release_namespace,
     versions,
 )
+from realnode import real_operator, smollm2  # noqa: F401  (fixtures for test_real_node_*)
 
 OPERATOR_NAMESPACE = "deepseek-system"
 OPERATOR_RELEASE = "deepseek-operator"
@@ -65,7 +68,7 @@ def cluster() -> Iterator[Cluster]:
     already_up = _cluster_py("status", run_dir=run_dir).returncode == 0
     if not already_up:
         # localcluster runs the (idempotent, quiet when warm) build first.
-        result = _cluster_py("up", run_dir=run_dir)
+        result = _cluster_py("up", "--real-node", run_dir=run_dir)
         if result.returncode != 0:
             pytest.fail(
                 f"the local control plane did not start (python3 -m localcluster up):\n"

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 from devkit.ports import free_ports
+from localcluster import config, images, node_config
 from localcluster.config import GPU_NODES
 from localcluster.lifecycle import down
 from localcluster.nodes import node_manifest
@@ -125,3 +126,38 @@ def test_cli_without_a_cluster(command: str, tmp_path: Path) -> None:
         assert result.returncode == 1
     else:
         assert result.stdout.strip() == f"export KUBECONFIG={tmp_path / 'x' / 'kubeconfig'}"
+
+
+def test_real_node_keeps_traffic_on_the_machine(tmp_path: Path) -> None:
+    """No masquerade off the bridge, NodePorts on the bridge address only, no resolver."""
+    cni = node_config.cni_conflist(tmp_path)
+    bridge = cni["plugins"][0]
+    assert bridge["bridge"] == config.BRIDGE and bridge["ipMasq"] is False
+    proxy = node_config.kube_proxy_config(tmp_path / "kubeconfig", 1, 2)
+    assert proxy["nodePortAddresses"] == [f"{config.NODE_IP}/32"]
+    assert proxy["healthzBindAddress"].startswith("127.0.0.1:")
+    kubelet = node_config.kubelet_config(tmp_path, tmp_path / "sock", tmp_path / "ca.crt", 1, 2)
+    assert kubelet["resolvConf"] == ""
+    assert kubelet["authentication"]["anonymous"]["enabled"] is False
+    assert kubelet["registerWithTaints"] == [node_config.NODE_TAINT]
+
+
+def test_containerd_config_has_what_this_machine_needs(tmp_path: Path) -> None:
+    text = node_config.containerd_toml(
+        tmp_path / "root", tmp_path / "state", tmp_path / "c.sock", "localhost/pause:1", tmp_path
+    )
+    assert "restrict_oom_score_adj = true" in text  # else every sandbox fails here
+    assert 'sandbox_image = "localhost/pause:1"' in text  # nothing is pulled
+
+
+def test_image_tags_follow_the_content(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(images, "REPO", tmp_path)
+    (tmp_path / "a").mkdir()
+    (tmp_path / "a" / "x.py").write_text("1")
+    (tmp_path / "a" / "__pycache__").mkdir()
+    first = images.content_tag([tmp_path / "a"], "base:1")
+    (tmp_path / "a" / "__pycache__" / "x.pyc").write_bytes(b"junk")
+    assert images.content_tag([tmp_path / "a"], "base:1") == first  # caches do not count
+    assert images.content_tag([tmp_path / "a"], "base:2") != first  # a new base does
+    (tmp_path / "a" / "x.py").write_text("2")
+    assert images.content_tag([tmp_path / "a"], "base:1") != first

@@ -135,7 +135,12 @@ def _integrity(
         "terminationMessagePath": "/dev/termination-log",
         "terminationMessagePolicy": "FallbackToLogsOnError",
         "securityContext": _container_security(),
-        "resources": {"requests": {"cpu": "1", "memory": "512Mi"}, "limits": {"memory": "512Mi"}},
+        # The runtime's own CPU request: an init container asking for more would raise what the
+        # whole pod needs from the scheduler (a small node then cannot place it at all).
+        "resources": {
+            "requests": {"cpu": t.spec.resources.cpu, "memory": "512Mi"},
+            "limits": {"memory": "512Mi"},
+        },
         "volumeMounts": [m for m in model_mounts if m["name"] in ("model", "tmp")]
         + [{"name": "integrity", "mountPath": INTEGRITY_MOUNT, "readOnly": True}],
     }

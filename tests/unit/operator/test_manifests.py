@@ -283,6 +283,10 @@ def test_integrity_adds_a_verifying_init_container() -> None:
     assert init["name"] == "verify-weights"
     assert "verify-manifest" in init["command"]
     assert any(v.get("secret", {}).get("secretName") == "manifest" for v in pod["volumes"])
+    # The check never raises the pod's CPU request above the runtime's (seen on a 2-core node:
+    # a 1-CPU init container left a second pod Pending on "Insufficient cpu").
+    runtime = pod["containers"][0]["resources"]["requests"]["cpu"]
+    assert init["resources"]["requests"]["cpu"] == runtime
 
 
 def test_service_monitor_scrapes_the_metrics_path() -> None:

@@ -188,3 +188,29 @@ def test_events_only_add_keys() -> None:
     handlers.child_event(event={"type": "DELETED"}, body=child("Service"), memo=memo)
     assert memo.worker.queue.pending() == {KEY: Work.REPAIR}
     assert kube.calls == []
+
+
+def test_in_cluster_login_needs_no_cluster_dns() -> None:
+    """The kubernetes Service's address from the kubelet's environment, as client-go finds it
+    (kopf alone would name kubernetes.default.svc, which a cluster without DNS cannot resolve)."""
+    env = {"KUBERNETES_SERVICE_HOST": "10.96.0.1", "KUBERNETES_SERVICE_PORT": "443"}
+    assert handlers.in_cluster_server(env) == "https://10.96.0.1:443"
+    v6 = {"KUBERNETES_SERVICE_HOST": "fd00::1", "KUBERNETES_SERVICE_PORT": "6443"}
+    assert handlers.in_cluster_server(v6) == "https://[fd00::1]:6443"
+    assert handlers.in_cluster_server({}) is None
+
+
+def test_a_cr_whose_pods_are_not_settled_is_looked_at_again_soon() -> None:
+    """A pod stuck on a volume that cannot mount changes nothing a watch would report; the
+    worker comes back to a CR that is not Ready, and stops once it is."""
+    kube = FakeKube()
+    kube.put(cr())
+    clock = Clock()
+    worker = worker_on(kube, clock)
+    worker.reconcile_now(KEY)  # the Deployment is made; its pods are not ready yet
+    assert kube.objects[CR_KEY]["status"]["phase"] != "Ready"
+    worker.reconcile_now(KEY)
+    assert worker.queue.pending() == {KEY: Work.REFRESH}
+    assert not worker.step(0)  # not due yet
+    clock.now += 15
+    assert worker.step(0)
