@@ -188,6 +188,10 @@ def operator(
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Everything under tests/cluster is a cluster test, whether or not it says so."""
     here = Path(__file__).parent
-    for item in items:
-        if here in Path(str(item.fspath)).parents:
-            item.add_marker(pytest.mark.cluster)
+    ours = [item for item in items if here in Path(str(item.fspath)).parents]
+    for item in ours:
+        item.add_marker(pytest.mark.cluster)
+    if ours:
+        # The first one also pays for the session's cluster: a cold `up --real-node` loads the
+        # multi-GB runtime image into containerd, minutes on two busy cores.
+        ours[0].add_marker(pytest.mark.timeout(1800))
