@@ -235,6 +235,26 @@ def remove_containers(socket: Path) -> None:
         ctr(socket, "containers", "delete", container, check=False)
 
 
+# What the kubelet itself adds (kube-proxy --cleanup removes only kube-proxy's own chains).
+KUBELET_CHAINS = {
+    "filter": ("KUBE-FIREWALL", "KUBE-KUBELET-CANARY"),
+    "nat": ("KUBE-KUBELET-CANARY",),
+    "mangle": ("KUBE-IPTABLES-HINT", "KUBE-KUBELET-CANARY"),
+}
+
+
+def remove_kubelet_rules() -> None:
+    for tool in ("iptables", "ip6tables"):
+        if shutil.which(tool) is None:
+            continue
+        for table, chains in KUBELET_CHAINS.items():
+            for chain in chains:
+                for hook in ("INPUT", "OUTPUT"):
+                    run(tool, "-t", table, "-D", hook, "-j", chain, check=False)
+                run(tool, "-t", table, "-F", chain, check=False)
+                run(tool, "-t", table, "-X", chain, check=False)
+
+
 def kill_leftover_shims(socket: Path) -> None:
     """Shims re-parent to init: find ours by the containerd address on their command line."""
     marker = str(socket).encode()
@@ -277,6 +297,7 @@ def down(run_dir: Path, state: dict[str, Any], bin_dir: Path | None) -> None:
     stop_recorded(state, "kube-proxy")
     if bin_dir is not None and (bin_dir / "kube-proxy").exists():
         run(str(bin_dir / "kube-proxy"), "--cleanup", check=False)
+    remove_kubelet_rules()
     stop_recorded(state, "containerd")
     kill_leftover_shims(socket)
     unmount_under(run_dir)
