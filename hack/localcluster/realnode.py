@@ -47,7 +47,8 @@ from .node_config import (
     kubelet_args,
     kubelet_config,
 )
-from .processes import Component, process_start_time, wait_for
+from .processes import Component, stop_pids, wait_for
+from .state import recorded_components
 
 NODE_READY_TIMEOUT_S = 120.0
 PORT_NAMES = ("kubelet", "kubelet-healthz", "kube-proxy-healthz", "kube-proxy-metrics")
@@ -267,21 +268,8 @@ def kill_leftover_shims(socket: Path) -> None:
                 os.kill(int(proc.name), signal.SIGKILL)
 
 
-def stop_recorded(state: dict[str, Any], name: str, grace: float = 10.0) -> None:
-    for proc in state.get("processes", []):
-        if proc["name"] != name:
-            continue
-        pid, start = int(proc["pid"]), str(proc["start_time"])
-        if process_start_time(pid) != start:
-            continue
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGTERM)
-        deadline = time.monotonic() + grace
-        while process_start_time(pid) == start and time.monotonic() < deadline:
-            time.sleep(0.1)
-        if process_start_time(pid) == start:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
+def stop_recorded(state: dict[str, Any], name: str) -> None:
+    stop_pids([entry for entry in recorded_components(state) if entry[0] == name])
 
 
 def down(run_dir: Path, state: dict[str, Any], bin_dir: Path | None) -> None:

@@ -169,3 +169,14 @@ def smollm2(cluster: Any, kubectl: Kubectl, real_operator: RealOperator) -> Serv
     ns = kubectl.ns(real_operator.watched)
     ns.apply(*smollm2_objects("smollm2", images["runtime"], integrity_manifest()))
     return wait_serving(ns, "smollm2")
+
+
+def capital_of_france(client: Any) -> str:
+    """One greedy chat request with the official `openai` client: SmolLM2 says Paris."""
+    reply = client.chat.completions.create(
+        model="HuggingFaceTB/SmolLM2-135M-Instruct",
+        messages=[{"role": "user", "content": "What is the capital of France?"}],
+        max_tokens=24,
+        temperature=0,
+    )
+    return str(reply.choices[0].message.content or "")

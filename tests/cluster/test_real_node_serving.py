@@ -11,7 +11,7 @@ import pytest
 import tritonclient.http as triton_http
 from clusterkit import Kubectl
 from openai import OpenAI
-from realnode import REAL_NODE, RealOperator, Served
+from realnode import REAL_NODE, RealOperator, Served, capital_of_france
 
 # The first test here may install the operator pod and wait for the model to load.
 pytestmark = pytest.mark.timeout(1200)
@@ -60,13 +60,7 @@ def test_operator_pod_reconciled_the_deployment(
 
 def test_chat_through_the_service(smollm2: Served) -> None:
     client = OpenAI(base_url=f"http://{smollm2.cluster_ip}:8080/v1", api_key="unused", timeout=120)
-    reply = client.chat.completions.create(
-        model="HuggingFaceTB/SmolLM2-135M-Instruct",
-        messages=[{"role": "user", "content": "What is the capital of France?"}],
-        max_tokens=24,
-        temperature=0,
-    )
-    assert "Paris" in (reply.choices[0].message.content or "")
+    assert "Paris" in capital_of_france(client)
 
 
 def test_triton_door_and_metrics_through_the_service(smollm2: Served) -> None:
