@@ -3,8 +3,8 @@
 #
 # etcd, kube-apiserver/-controller-manager/-scheduler, kubelet, kube-proxy, kwok and helm are
 # compiled with this machine's Go and module proxy (no release-binary downloads, no Docker). Each
-# binary is built only when missing, so a warm cache makes this a quiet no-op. Versions are pinned here and in
-# hack/versions.env, which the Makefile and the test fixtures read too.
+# binary is built only when missing, so a warm cache makes this a quiet no-op. Versions are
+# pinned in hack/versions.env, which the Makefile and the test fixtures read too.
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
