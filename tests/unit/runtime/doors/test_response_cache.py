@@ -4,7 +4,6 @@ engine, per API key, with a TTL; hits replayed as the client asked, counted and 
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -81,18 +80,16 @@ def completion(client: TestClient, body: dict[str, Any], headers: dict[str, str]
     return response
 
 
-def test_a_repeat_is_answered_from_the_cache_fast(
+def test_a_repeat_is_answered_from_the_cache_without_the_engine(
     served: tuple[TestClient, Services, FakeEngine],
 ) -> None:
     client, svc, engine = served
     first = completion(client, ASK, ALICE).json()
-    started = time.perf_counter()
     again = completion(client, ASK, ALICE).json()
-    hit_s = time.perf_counter() - started
-    assert len(engine.submitted) == 1  # the engine never saw the repeat
+    # The engine never saw the repeat (how fast a hit is: bench/prefix_cache.py, not a timer here).
+    assert len(engine.submitted) == 1
     assert again["choices"] == first["choices"] and again["usage"] == first["usage"]
     assert again["id"] != first["id"]
-    assert hit_s < 0.05  # ~1-2 ms here; the engine took 6 x 10 ms for the first
     metrics = client.get("/metrics").text
     assert 'deepseek_response_cache_total{result="hit"} 1.0' in metrics
     assert 'deepseek_response_cache_total{result="miss"} 1.0' in metrics
