@@ -31,8 +31,8 @@ from deepseek_runtime.guards.keys import (
     load_api_keys,
 )
 from deepseek_runtime.guards.output_filter import OutputFilter
-from deepseek_runtime.server.metrics import RuntimeMetrics
-from deepseek_runtime.server.settings import ServerSettings
+from deepseek_runtime.metrics import RuntimeMetrics
+from deepseek_runtime.settings import ServerSettings
 
 Factory = Callable[..., tuple[TestClient, Services, FakeEngine]]
 

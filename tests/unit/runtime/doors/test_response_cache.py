@@ -20,8 +20,8 @@ from deepseek_runtime.doors.services import Services
 from deepseek_runtime.guards.audit import AuditLog
 from deepseek_runtime.guards.keys import ApiKey, Guard, Role, hash_key
 from deepseek_runtime.guards.output_filter import OutputFilter
-from deepseek_runtime.server.metrics import RuntimeMetrics
-from deepseek_runtime.server.settings import ServerSettings
+from deepseek_runtime.metrics import RuntimeMetrics
+from deepseek_runtime.settings import ServerSettings
 
 ALICE = {"Authorization": "Bearer sk-alice"}
 BOB = {"Authorization": "Bearer sk-bob"}

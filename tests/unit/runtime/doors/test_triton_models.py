@@ -19,8 +19,8 @@ from deepseek_runtime.doors.triton.server import ensure_libpython_first, triton_
 from deepseek_runtime.doors.triton.tensors import RequestRefused, parse_request
 from deepseek_runtime.guards.keys import ApiKey, Guard, RateLimiter, Role, hash_key
 from deepseek_runtime.guards.output_filter import OutputFilter
-from deepseek_runtime.server.metrics import RuntimeMetrics
-from deepseek_runtime.server.settings import ServerSettings
+from deepseek_runtime.metrics import RuntimeMetrics
+from deepseek_runtime.settings import ServerSettings
 
 
 def request(text: bytes = b"hello", batched: bool = False, key: str | None = None,
