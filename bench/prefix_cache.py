@@ -54,7 +54,7 @@ DEFAULT_OUTPUT = REPO / "bench" / "results" / "prefix_cache.md"
 
 def engine(loaded: Any, plan: ChatPlan, reuse: bool, threads: int) -> Any:
     from deepseek_runtime.engine.config import EngineConfig
-    from deepseek_runtime.engine.engine import LLMEngine
+    from deepseek_runtime.runner.loop import LLMEngine
 
     context = plan.system_tokens + plan.turns * (plan.user_tokens + plan.new_tokens) + 64
     config = EngineConfig(max_num_seqs=plan.conversations, max_model_len=context,
@@ -87,8 +87,8 @@ def response_cache_hits(loaded: Any, threads: int, repeats: int = 50) -> list[fl
     from deepseek_runtime.doors.services import Services
     from deepseek_runtime.guards.keys import Guard
     from deepseek_runtime.guards.output_filter import OutputFilter
-    from deepseek_runtime.server.metrics import RuntimeMetrics
-    from deepseek_runtime.server.settings import ServerSettings
+    from deepseek_runtime.metrics import RuntimeMetrics
+    from deepseek_runtime.settings import ServerSettings
 
     served = engine(loaded, ChatPlan(conversations=2, turns=1, system_tokens=64), True, threads)
     svc = Services(ServerSettings(), Guard(None, None), RuntimeMetrics(), OutputFilter([]),

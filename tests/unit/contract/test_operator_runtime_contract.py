@@ -32,7 +32,7 @@ from deepseek_operator.manifests import Target, config_map, workload
 from deepseek_runtime.parallel.topology import topology
 from deepseek_runtime.server.cli import build_parser
 from deepseek_runtime.server.drain import SHUTDOWN_MARGIN_S
-from deepseek_runtime.server.settings import ServerSettings, load_settings
+from deepseek_runtime.settings import ServerSettings, load_settings
 
 ROOT = Path(__file__).resolve().parents[3]
 EXAMPLES = sorted((ROOT / "examples").glob("*.yaml"))

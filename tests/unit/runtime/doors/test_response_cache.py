@@ -17,10 +17,10 @@ from deepseek_runtime.doors.openai.app import build_app
 from deepseek_runtime.doors.response_cache import ResponseCache, request_key
 from deepseek_runtime.doors.services import Services
 from deepseek_runtime.guards.audit import AuditLog
-from deepseek_runtime.guards.keys import ApiKey, Guard, Role, hash_key
+from deepseek_runtime.guards.keys import Guard, Principal, Role, hash_key
 from deepseek_runtime.guards.output_filter import OutputFilter
-from deepseek_runtime.server.metrics import RuntimeMetrics
-from deepseek_runtime.server.settings import ServerSettings
+from deepseek_runtime.metrics import RuntimeMetrics
+from deepseek_runtime.settings import ServerSettings
 
 ALICE = {"Authorization": "Bearer sk-alice"}
 BOB = {"Authorization": "Bearer sk-bob"}
@@ -64,7 +64,7 @@ def test_the_key_names_the_tenant_and_ignores_only_delivery() -> None:
 @pytest.fixture
 def served(tmp_path: Path) -> Iterator[tuple[TestClient, Services, FakeEngine]]:
     engine = FakeEngine(token_delay_s=0.01)
-    keys = {hash_key(k): ApiKey(name, Role.INFERENCE, hash_key(k))
+    keys = {hash_key(k): Principal(name, Role.INFERENCE)
             for name, k in [("alice", "sk-alice"), ("bob", "sk-bob")]}  # fmt: skip
     svc = Services(ServerSettings(), Guard(keys, None), RuntimeMetrics(), OutputFilter([]),
                    AuditLog(tmp_path / "audit.log"), ResponseCache(16, 60.0))  # fmt: skip
