@@ -15,7 +15,9 @@ export GOFLAGS="-mod=mod" CGO_ENABLED=0 GOTOOLCHAIN=local
 printf '[build-kube-router] building kube-router %s\n' "$KUBE_ROUTER_VERSION" >&2
 start=$SECONDS
 # `go install module@version` builds with the module's own go.mod (it has no replace directives).
-GOBIN="$bin.tmp" go install -trimpath -ldflags "-s -w" \
+# The version in the binary as kube-router's own Makefile sets it, so that its log names it.
+ld="-s -w -X github.com/cloudnativelabs/kube-router/v2/pkg/version.Version=$KUBE_ROUTER_VERSION"
+GOBIN="$bin.tmp" go install -trimpath -ldflags "$ld" \
   "github.com/cloudnativelabs/kube-router/v2/cmd/kube-router@$KUBE_ROUTER_VERSION"
 mv "$bin.tmp/kube-router" "$bin/kube-router"
 rmdir "$bin.tmp"
