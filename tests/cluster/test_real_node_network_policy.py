@@ -64,6 +64,13 @@ def wait_policy(ns: Kubectl, name: str, check: Any, what: str) -> None:
     wait_until(lambda: (p := ns.get("networkpolicy", name)) and check(p["spec"]), 60, what)
 
 
+def running_pod(ns: Kubectl, name: str) -> dict[str, Any]:
+    pods = ns.items("pods", f"app.kubernetes.io/instance={name}")
+    running = [p for p in pods if p["status"].get("phase") == "Running"]
+    assert len(running) == 1, [p["metadata"]["name"] for p in pods]
+    return running[0]
+
+
 def open_(outcome: Any) -> bool:
     return outcome == "open" or (isinstance(outcome, dict) and outcome.get("status") == 200)
 
@@ -119,9 +126,8 @@ def lab(
             lambda p: monitoring_ns in json.dumps(p) and token in json.dumps(p),
             "the NetworkPolicy with the listed namespace and the monitoring namespace",
         )  # fmt: skip
-        runtime = Endpoint(
-            cr, smollm2.pod["metadata"]["name"], "runtime", smollm2.pod["status"]["podIP"]
-        )
+        pod = running_pod(cr, smollm2.name)  # the one serving now (the session's may be gone)
+        runtime = Endpoint(cr, pod["metadata"]["name"], "runtime", pod["status"]["podIP"])
         with bridge_listener(NODE_IP) as port:
             yield Lab(runtime, bridge=f"{NODE_IP}:{port}", cr=cr, spec=spec, **probes)
     finally:
@@ -145,7 +151,7 @@ def test_unlisted_namespace_cannot_reach_the_model(lab: Lab) -> None:
     wait_open(lab.unlisted, [f"{lab.allowed.ip}:{OTHER_PORT}"], "the unlisted pod's network")
 
 
-def test_monitoring_reaches_the_metrics_ports_and_nothing_else(lab: Lab, smollm2: Served) -> None:
+def test_monitoring_reaches_the_metrics_ports_and_nothing_else(lab: Lab) -> None:
     scrape = f"{lab.runtime.ip}:{METRICS}/metrics"
     outcome = wait_open(
         lab.monitoring, [scrape, *lab.api(TRITON_METRICS)],
@@ -154,7 +160,8 @@ def test_monitoring_reaches_the_metrics_ports_and_nothing_else(lab: Lab, smollm2
     # The scrape carries the gauges the inference extension's picker reads, from a pod that
     # carries its engine-type label.
     assert set(outcome[scrape]["vllm"]) >= PICKER_GAUGES, outcome[scrape]
-    assert smollm2.pod["metadata"]["labels"]["inference.networking.k8s.io/engine-type"] == "vllm"
+    pod = lab.cr.get("pod", lab.runtime.name) or {}
+    assert pod["metadata"]["labels"]["inference.networking.k8s.io/engine-type"] == "vllm"
     assert_denied(lab.monitoring, lab.api(8000, 8001))
 
 
