@@ -98,14 +98,23 @@ def component(run_dir: Path, kubeconfig: Path, health_port: int) -> Component:
     )
 
 
+def chains_installed() -> bool:
+    """The firewall controller's first act: its chains hooked into the filter table."""
+    result = subprocess.run(
+        ["iptables", "-S", "KUBE-ROUTER-FORWARD"], capture_output=True, check=False
+    )
+    return result.returncode == 0
+
+
 def wait_ready(item: Component) -> None:
-    """Its /healthz answers 200 once the firewall controller has synced the policies in force."""
+    """/healthz answers once its informers have synced; the chains show its rules are in."""
     wait_for(
         f"{NAME} /healthz",
         functools.partial(probe, item.health_url, None),
         COMPONENT_TIMEOUT_S,
         item,
     )
+    wait_for(f"{NAME}'s iptables chains", chains_installed, COMPONENT_TIMEOUT_S, item)
 
 
 def rule_removals(filter_table: str) -> tuple[list[list[str]], list[str]]:
