@@ -87,6 +87,7 @@ def wait_open(source: Endpoint, targets: list[str], what: str) -> dict[str, Any]
 
 def assert_denied(source: Endpoint, targets: list[str]) -> None:
     outcome = source.connect(*targets)
+    print(f"denied from {source.name}: {outcome}")  # the reason each one failed, for the log
     assert not any(open_(v) for v in outcome.values()), f"from {source.name}: {outcome}"
 
 
