@@ -17,8 +17,11 @@ start=$SECONDS
 # `go install module@version` builds with the module's own go.mod (it has no replace directives).
 # The version in the binary as kube-router's own Makefile sets it, so that its log names it.
 ld="-s -w -X github.com/cloudnativelabs/kube-router/v2/pkg/version.Version=$KUBE_ROUTER_VERSION"
-GOBIN="$bin.tmp" go install -trimpath -ldflags "$ld" \
+# A folder of its own per build: two builds at once (CI and a cluster start) each finish, and the
+# rename into place is atomic.
+tmp="$(mktemp -d "$bin/.build.XXXXXX")"
+trap 'rm -rf "$tmp"' EXIT
+GOBIN="$tmp" go install -trimpath -ldflags "$ld" \
   "github.com/cloudnativelabs/kube-router/v2/cmd/kube-router@$KUBE_ROUTER_VERSION"
-mv "$bin.tmp/kube-router" "$bin/kube-router"
-rmdir "$bin.tmp"
+mv -f "$tmp/kube-router" "$bin/kube-router"
 printf '[build-kube-router] ready in %s after %ss\n' "$bin" "$((SECONDS - start))" >&2
