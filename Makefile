@@ -26,8 +26,9 @@ $(STAMP): pyproject.toml
 install: $(STAMP) ## create .venv with the project, the runtime and the dev tools
 
 .PHONY: control-plane
-control-plane: ## build etcd, the Kubernetes control plane, kubelet, kube-proxy, kwok, helm (cached)
+control-plane: ## build etcd, the Kubernetes control plane, kubelet, kube-proxy, kwok, helm, kube-router (cached)
 	bash hack/build-control-plane.sh
+	bash hack/build-kube-router.sh
 
 .PHONY: node-packages
 node-packages: ## containerd, runc, CNI plugins, buildah, mmdebstrap from Debian (only what is missing)

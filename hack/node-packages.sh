@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # What the real node needs from the distribution: containerd, runc, the CNI plugins, buildah and
-# mmdebstrap (images), iptables (kube-proxy), gcc (the static pause binary). Debian's own
-# packages, installed only when missing: a quiet no-op on a ready machine.
+# mmdebstrap (images), iptables (kube-proxy), ipset (kube-router's NetworkPolicy sets), gcc (the
+# static pause binary). Debian's own packages, installed only when missing: a quiet no-op on a
+# ready machine.
 set -euo pipefail
 declare -A provides=(
   [containerd]=containerd [runc]=runc [buildah]=buildah [mmdebstrap]=mmdebstrap
-  [iptables]=iptables [gcc]=gcc [ip]=iproute2
+  [iptables]=iptables [ipset]=ipset [gcc]=gcc [ip]=iproute2
 )
 missing=()
 for tool in "${!provides[@]}"; do

@@ -14,5 +14,6 @@ runs before (or without) `make install`.
 Modules: config (paths, versions, address ranges), pki (certificates), processes (start, wait,
 stop by pid), api (a client without a client library), nodes (the fake GPU nodes), control_plane
 (the components and their flags), images (buildah), node_config and realnode (the real
-node: containerd, kubelet, kube-proxy on a bridge of its own), lifecycle (up/down), cli.
+node: containerd, kubelet, kube-proxy on a bridge of its own), netpol (its NetworkPolicy agent,
+kube-router's firewall controller), lifecycle (up/down), cli.
 """

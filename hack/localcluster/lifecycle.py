@@ -9,7 +9,7 @@ import time
 import urllib.error
 from pathlib import Path
 
-from . import images, realnode
+from . import images, netpol, realnode
 from .api import Api, probe
 from .config import APISERVER_TIMEOUT_S, COMPONENT_TIMEOUT_S, NODE_IP, REPO, ClusterError, log
 from .control_plane import components, prepare, seed
@@ -76,6 +76,8 @@ def up(run_dir: Path, skip_build: bool = False, real_node: bool = False) -> Path
     built = node_images() if real_node else {}
     if real_node:
         log(f"images ready after {time.monotonic() - started:.0f}s")
+        if not skip_build:
+            netpol.build()
         realnode.bridge_up()
     at, state = prepare(run_dir, skip_build, NODE_IP if real_node else "127.0.0.1")
     etcd, apiserver, controller_manager, scheduler, kwok = components(at)
@@ -111,7 +113,12 @@ def up(run_dir: Path, skip_build: bool = False, real_node: bool = False) -> Path
         if real_node:
             node = realnode.layout(run_dir, at.bin_dir)
             realnode.write_configs(node, built["pause"], at.ca, at.kubeconfig)
-            state["real_node"] = {"socket": str(node.socket), "images": built, "ports": node.ports}
+            state["real_node"] = {
+                "socket": str(node.socket),
+                "images": built,
+                "ports": node.ports,
+                "bridge_nf_call_iptables": netpol.bridge_filtering(),  # `down` puts it back
+            }
             write_state(run_dir, state)
             realnode.start(node, built, api, at.kubeconfig, launch)
     except BaseException as error:

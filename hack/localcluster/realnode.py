@@ -26,6 +26,7 @@ from typing import Any
 
 from devkit.ports import free_ports
 
+from . import netpol
 from .api import Api, probe
 from .config import (
     BRIDGE,
@@ -51,8 +52,14 @@ from .processes import Component, stop_pids, wait_for
 from .state import recorded_components
 
 NODE_READY_TIMEOUT_S = 120.0
-PORT_NAMES = ("kubelet", "kubelet-healthz", "kube-proxy-healthz", "kube-proxy-metrics")
-TOOLS = ("containerd", "runc", "ctr", "buildah", "mmdebstrap", "iptables", "ip")
+PORT_NAMES = (
+    "kubelet",
+    "kubelet-healthz",
+    "kube-proxy-healthz",
+    "kube-proxy-metrics",
+    netpol.HEALTH_PORT,
+)
+TOOLS = ("containerd", "runc", "ctr", "buildah", "mmdebstrap", "iptables", "ip", *netpol.TOOLS)
 
 
 def missing_tools() -> list[str]:
@@ -218,6 +225,10 @@ def start(
             item,
         )
     advertise_gpus(api, kubelet)
+    # The policy agent last: it reads its node's address from the registered Node object.
+    agent = netpol.component(at.run_dir, kubeconfig, at.ports[netpol.HEALTH_PORT])
+    launch(agent)
+    netpol.wait_ready(agent)
 
 
 def remove_containers(socket: Path) -> None:
@@ -273,13 +284,17 @@ def stop_recorded(state: dict[str, Any], name: str) -> None:
 
 
 def down(run_dir: Path, state: dict[str, Any], bin_dir: Path | None) -> None:
-    """Kubelet first (it would restart what we remove), then the pods, kube-proxy and its
-    rules, containerd, and what the kernel still holds: mounts, the bridge, the routes."""
+    """Kubelet first (it would restart what we remove), the policy agent and its rules, then the
+    pods, kube-proxy and its rules, containerd, and what the kernel still holds: mounts, the
+    bridge, the routes."""
     node = state.get("real_node")
     if not node:
         return
     socket = Path(node["socket"])
     stop_recorded(state, "kubelet")
+    stop_recorded(state, netpol.NAME)  # before its rules go, or its next sync puts them back
+    netpol.remove_rules()
+    netpol.restore_bridge_filtering(node.get("bridge_nf_call_iptables", ""))
     if socket.exists():
         remove_containers(socket)
     stop_recorded(state, "kube-proxy")
