@@ -89,7 +89,11 @@ demo: install control-plane node-packages images ## local cluster + operator + e
 	bash hack/demo.sh
 
 .PHONY: bench
-bench: bench-reconcile bench-runtime bench-decode bench-prefix bench-tp bench-cpu ## every benchmark; tables land in bench/results/
+bench: bench-reconcile bench-runtime bench-decode bench-prefix bench-tp bench-cpu bench-autoscaling ## every benchmark; tables land in bench/results/
+
+.PHONY: bench-autoscaling
+bench-autoscaling: install control-plane metrics-stack node-packages images ## HPA episode on real pods (16 clients) -> bench/results/autoscaling.md + .png
+	$(PY) bench/autoscaling.py
 
 .PHONY: bench-reconcile
 bench-reconcile: install control-plane ## 1/50/300 CRs on the local control plane -> bench/results/reconcile.md

@@ -91,7 +91,7 @@ def block_scalar(document: str, key: str) -> str:
 
 
 def prometheus_config(server: str, ca: Path, token_file: Path, port: str, path: str) -> str:
-    """Kubernetes service discovery of Endpoints, kept to what the ServiceMonitor selects, with
+    """Kubernetes service discovery of EndpointSlices, kept to what the ServiceMonitor selects, with
     the labels prometheus-operator gives its targets (namespace, pod, service, endpoint and the
     targetLabels app.kubernetes.io/instance): the adapter's rules read namespace and pod, KEDA's
     query reads service."""
@@ -104,13 +104,13 @@ def prometheus_config(server: str, ca: Path, token_file: Path, port: str, path: 
         for key, value in RUNTIME_SERVICE_LABELS.items()
     ]
     keep.append(
-        {"source_labels": ["__meta_kubernetes_endpoint_port_name"], "regex": port, "action": "keep"}
+        {"source_labels": ["__meta_kubernetes_endpointslice_port_name"], "regex": port, "action": "keep"}
     )
     rename = {
         "__meta_kubernetes_namespace": "namespace",
         "__meta_kubernetes_pod_name": "pod",
         "__meta_kubernetes_service_name": "service",
-        "__meta_kubernetes_endpoint_port_name": "endpoint",
+        "__meta_kubernetes_endpointslice_port_name": "endpoint",
         "__meta_kubernetes_service_label_app_kubernetes_io_instance": "app_kubernetes_io_instance",
     }
     relabel = keep + [
@@ -125,7 +125,7 @@ def prometheus_config(server: str, ca: Path, token_file: Path, port: str, path: 
                 "scrape_timeout": SCRAPE_INTERVAL,
                 "kubernetes_sd_configs": [
                     {
-                        "role": "endpoints",
+                        "role": "endpointslice",
                         "api_server": server,
                         "tls_config": {"ca_file": str(ca)},
                         "authorization": {"credentials_file": str(token_file)},

@@ -62,6 +62,8 @@ def autoscaled(
     config_map, cr = smollm2_objects(NAME, images["runtime"], integrity_manifest())
     cr["spec"]["autoscaling"] = AUTOSCALING
     cr["spec"]["runtime"]["maxConcurrentSequences"] = 2
+    # Three replicas' CPU requests must fit the real node's two cores beside the operator's pod.
+    cr["spec"]["resources"]["cpu"] = "250m"
     ns.apply(config_map, cr)
     served = wait_serving_pod(ns, NAME)
     yield ns, served.cluster_ip
