@@ -75,10 +75,3 @@ class Sampler:
                 self.samples.append(Sample(self.at(now), desired, ready, queue))
             self._stop.wait(self.interval)
 
-
-def first_time(samples: list[Sample], after: float, test: Callable[[Sample], bool]) -> float | None:
-    """Seconds from ``after`` to the first sample that passes ``test``."""
-    for sample in samples:
-        if sample.t >= after and test(sample):
-            return sample.t - after
-    return None
