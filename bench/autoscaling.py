@@ -121,8 +121,8 @@ def main(argv: list[str] | None = None) -> int:
         config_map, cr = smollm2_objects(NAME, images["runtime"], integrity_manifest())
         cr["spec"]["autoscaling"] = AUTOSCALING
         cr["spec"]["runtime"]["maxConcurrentSequences"] = 2
-    # Three replicas' CPU requests must fit the real node's two cores beside the operator's pod.
-    cr["spec"]["resources"]["cpu"] = "250m"
+        # Three replicas' CPU requests fit the real node's two cores beside the operator's pod.
+        cr["spec"]["resources"]["cpu"] = "250m"
         ns.apply(config_map, cr)
         served = wait_serving(ns, NAME)
         log(f"{NAME} serving on {served.cluster_ip}; waiting for the HPA to read the metric")

@@ -74,4 +74,3 @@ class Sampler:
             else:
                 self.samples.append(Sample(self.at(now), desired, ready, queue))
             self._stop.wait(self.interval)
-

@@ -103,9 +103,8 @@ def prometheus_config(server: str, ca: Path, token_file: Path, port: str, path: 
         }
         for key, value in RUNTIME_SERVICE_LABELS.items()
     ]
-    keep.append(
-        {"source_labels": ["__meta_kubernetes_endpointslice_port_name"], "regex": port, "action": "keep"}
-    )
+    port_label = "__meta_kubernetes_endpointslice_port_name"
+    keep.append({"source_labels": [port_label], "regex": port, "action": "keep"})
     rename = {
         "__meta_kubernetes_namespace": "namespace",
         "__meta_kubernetes_pod_name": "pod",

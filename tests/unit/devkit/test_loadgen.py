@@ -87,4 +87,3 @@ def test_sampler_records_and_skips_failed_reads() -> None:
     assert samples[0].desired == 1 and samples[-1].desired == 2
     assert all(s.queue == {"pod-a": 3.0} for s in samples)
     assert [s.t for s in samples] == sorted(s.t for s in samples)
-
