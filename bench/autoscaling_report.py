@@ -34,7 +34,7 @@ def plot(episode: Episode, path: Path) -> None:
     import matplotlib.pyplot as plt
 
     t = [s.t - episode.load_started for s in episode.samples]
-    fig, queue_axis = plt.subplots(figsize=(9, 4.2), dpi=110)
+    fig, queue_axis = plt.subplots(figsize=(9, 4.8), dpi=110)
     queue_axis.plot(t, [sum(s.queue.values()) for s in episode.samples], color="tab:red",
                     label="waiting requests (sum over pods)")  # fmt: skip
     per_pod = [sum(s.queue.values()) / max(len(s.queue), 1) for s in episode.samples]
@@ -57,7 +57,10 @@ def plot(episode: Episode, path: Path) -> None:
         queue_axis.annotate(text, (x, queue_axis.get_ylim()[1]), fontsize=8, ha="left", va="top")
     handles = queue_axis.get_legend_handles_labels()
     more = replicas_axis.get_legend_handles_labels()
-    queue_axis.legend(handles[0] + more[0], handles[1] + more[1], loc="upper right", fontsize=8)
+    queue_axis.legend(
+        handles[0] + more[0], handles[1] + more[1], loc="upper center",
+        bbox_to_anchor=(0.5, -0.16), ncol=2, fontsize=8, frameon=False,
+    )  # fmt: skip
     queue_axis.set_title(
         f"HPA on queue length: {episode.concurrency} clients, SmolLM2-135M on a 2-core real node"
     )
