@@ -7,7 +7,8 @@ On the local cluster with a real node and the metrics chain (`up --real-node --m
 running one is reused, else one is started and stopped again): the operator's image installed by
 its chart, one DeepSeekDeployment (autoscaling 1..3, target queue 2 per pod, scale-down window
 20 s), then ``concurrency`` clients holding long chat requests through the Service until a second
-pod is Ready and ``hold`` seconds more, then nothing until the Deployment is back to one pod.
+pod is Ready and ``hold`` seconds more, then 2 clients (requests in flight while pods are
+removed) until the Deployment is back to one pod.
 Writes bench/results/autoscaling.md and autoscaling.png (queue length and replicas over time).
 """
 
@@ -71,21 +72,25 @@ def episode(ns: Kubectl, cluster_ip: str, prometheus: str, args: argparse.Namesp
         time.sleep(args.hold)
     finally:
         tally = load.stop()
-    log(f"load stopped: {tally.ok} ok, {tally.failed} failed")
+    log(f"load dropped to 2 clients: {tally.ok} ok, {tally.failed} failed so far")
+    trickle = Load(f"http://{cluster_ip}:8080/v1", 2, 16).start()  # in flight while pods go
     try:
         wait_until(lambda: replicas() == (1, 1), 600, "back to one pod", interval=1)
         one_pod = time.monotonic() - load.stopped
     finally:
+        down_tally = trickle.stop()
         samples = sampler.stop()
+    log(f"one pod {one_pod:.0f}s after the load dropped; trickle: {down_tally.ok} ok, "
+        f"{down_tally.failed} failed")  # fmt: skip
     return Episode(
         samples=samples,
         load_started=sampler.at(load.started),
         load_stopped=sampler.at(load.stopped),
         second_pod_ready_s=second_ready,
         back_to_one_s=one_pod,
-        ok=tally.ok,
-        failed=tally.failed,
-        errors=dict(tally.errors),
+        ok=tally.ok + down_tally.ok,
+        failed=tally.failed + down_tally.failed,
+        errors=dict(tally.errors + down_tally.errors),
         concurrency=args.concurrency,
         max_tokens=args.max_tokens,
         autoscaling=AUTOSCALING,

@@ -16,9 +16,9 @@ from devkit.episode import Sample
 class Episode:
     samples: list[Sample]
     load_started: float  # seconds on the samples' clock
-    load_stopped: float
+    load_stopped: float  # when the 16 clients stopped (2 went on until one pod was left)
     second_pod_ready_s: float  # from load start
-    back_to_one_s: float  # from load stop
+    back_to_one_s: float  # from the load's drop
     ok: int
     failed: int
     errors: dict[str, int]
@@ -52,7 +52,10 @@ def plot(episode: Episode, path: Path) -> None:
     replicas_axis.set_ylabel("replicas")
     replicas_axis.set_ylim(0, episode.autoscaling["maxReplicas"] + 0.5)
     replicas_axis.set_yticks(range(episode.autoscaling["maxReplicas"] + 1))
-    for x, text in ((0.0, "load on"), (episode.load_stopped - episode.load_started, "load off")):
+    for x, text in (
+        (0.0, "load on"),
+        (episode.load_stopped - episode.load_started, "16 -> 2 clients"),
+    ):
         queue_axis.axvline(x, color="grey", linestyle="--", linewidth=0.8)
         queue_axis.annotate(text, (x, queue_axis.get_ylim()[1]), fontsize=8, ha="left", va="top")
     handles = queue_axis.get_legend_handles_labels()
@@ -79,12 +82,13 @@ def write_report(episode: Episode, out: Path) -> None:
     auto = episode.autoscaling
     rows = [
         ("load", f"{episode.concurrency} concurrent chat requests, max_tokens "
-                 f"{episode.max_tokens}, fresh connection each, through the Service"),
+                 f"{episode.max_tokens}, fresh connection each, through the Service; then 2 "
+                 "clients (max_tokens 16) until one pod is left"),
         ("autoscaling", f"HPA {auto['minReplicas']}..{auto['maxReplicas']}, target "
                         f"{auto['targetQueueLength']} waiting per pod, scale-down window "
                         f"{auto['scaleDownStabilizationSeconds']} s"),
         ("load start -> second pod Ready", f"{episode.second_pod_ready_s:.0f} s"),
-        ("load stop -> one pod", f"{episode.back_to_one_s:.0f} s"),
+        ("load drop (16 -> 2 clients) -> one pod", f"{episode.back_to_one_s:.0f} s"),
         ("peak desired replicas", str(max(s.desired for s in episode.samples))),
         ("peak waiting requests (sum)", f"{peak_queue(episode):.0f}"),
         ("requests ok / failed", f"{episode.ok} / {episode.failed}"),

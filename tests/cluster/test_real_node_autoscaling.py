@@ -5,7 +5,8 @@ cluster runs `up --real-node --metrics` (conftest); the operator is its image, i
 
 The order of the tests is the story: without the custom metrics API the CR says why it cannot
 scale (the HPA's own reason); with it, a load of 16 concurrent requests scales 1 -> 2+ pods that
-take traffic, and back to 1 when it stops, with no request failed.
+take traffic, and a trickle of 2 lets it scale back to 1 while requests are in flight: no
+request fails in either direction.
 """
 
 from __future__ import annotations
@@ -154,21 +155,29 @@ def test_hpa_scales_real_pods_on_queue_length_and_no_request_fails(
             f"requests finished by every Ready pod of {sorted(ready_pods)}", interval=2,
         )  # fmt: skip
         assert len(served) >= 2, served
+        # The CR's status follows the HPA: ready pods out of the replicas it asked for.
+        status = wait_until(
+            lambda: cr_follows_deployment(ns), 60, "the CR's status showing the HPA's replicas"
+        )
+        assert int(status["ready"].split("/")[1]) >= 2, status
     finally:
-        tally = load.stop()
-    stopped = sampler.at(load.stopped)
+        tally_up = load.stop()
+    # Two clients keep requests in flight while the HPA removes pods: the drain is part of it.
+    trickle = Load(f"http://{cluster_ip}:8080/v1", concurrency=2, max_tokens=16).start()
     try:
         wait_until(
             lambda: replicas(ns) == (1, 1) and len(pods_of(ns, NAME)) == 1,
-            SCALE_DOWN_TIMEOUT, "back to one pod after the load stopped", interval=2,
+            SCALE_DOWN_TIMEOUT, "back to one pod after the load dropped", interval=2,
             describe=lambda: describe(ns, NAME) + str(ns.get("hpa", NAME)),
         )  # fmt: skip
     finally:
+        tally_down = trickle.stop()
         samples = sampler.stop()
-    print(f"load: {tally}, stopped at {stopped:.0f}s; samples:")
+    print(f"scale-up load: {tally_up}\nscale-down trickle: {tally_down}\nsamples:")
     for sample in samples:
         print(f"  {sample.t:6.1f}s desired={sample.desired} ready={sample.ready} {sample.queue}")
-    assert tally.ok > 0 and tally.failed == 0, tally.errors
+    assert tally_up.ok > 0 and tally_up.failed == 0, f"during scale-up: {tally_up.errors}"
+    assert tally_down.ok > 0 and tally_down.failed == 0, f"during scale-down: {tally_down.errors}"
     # The gauge the HPA read went above the target while it scaled up.
     assert max(sum(s.queue.values()) for s in samples) > AUTOSCALING["targetQueueLength"], samples
     assert max(s.desired for s in samples) >= 2, samples
@@ -185,6 +194,12 @@ def deployment(ns: Kubectl) -> dict[str, Any]:
 def replicas(ns: Kubectl) -> tuple[int, int]:
     found = deployment(ns)
     return int(found["spec"]["replicas"]), int(found["status"].get("readyReplicas") or 0)
+
+
+def cr_follows_deployment(ns: Kubectl) -> dict[str, Any] | None:
+    status = (ns.get("dsd", NAME) or {}).get("status", {})
+    desired, ready = replicas(ns)
+    return status if status.get("ready") == f"{ready}/{desired}" else None
 
 
 def is_ready(pod: dict[str, Any]) -> bool:
