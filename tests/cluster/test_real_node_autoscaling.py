@@ -81,11 +81,12 @@ def hpa_condition(ns: Kubectl, kind: str) -> dict[str, Any] | None:
     return condition(hpa, kind) if hpa else None
 
 
-def test_autoscaling_false_with_the_hpas_reason_without_a_custom_metrics_api(
+def test_autoscaling_true_then_false_with_the_hpas_reason_without_a_custom_metrics_api(
     cluster: Any, kubectl: Kubectl, autoscaled: tuple[Kubectl, str]
 ) -> None:
     ns, _ip = autoscaled
     registered = metrics_state(cluster.run_dir)["apiservice"]
+    wait_active(ns)  # first the HPA reads the metric, so that what follows is the API's absence
     kubectl("delete", "apiservice", APISERVICE)
     try:
 
@@ -102,12 +103,29 @@ def test_autoscaling_false_with_the_hpas_reason_without_a_custom_metrics_api(
         assert active and active["status"] == "False", active
         assert cond["reason"] == active["reason"] == "FailedGetPodsMetric", (cond, active)
         assert "deepseek_requests_waiting" in cond["message"], cond
+        # No custom metrics API at all, not merely a metric the adapter has not listed yet.
+        assert "custom.metrics.k8s.io" in cond["message"], cond
     finally:
         kubectl.apply(registered)
     wait_until(
         lambda: kubectl.get("apiservice", APISERVICE) and apiservice_available(kubectl),
         60, f"{APISERVICE} Available again",
     )  # fmt: skip
+
+
+def wait_active(ns: Kubectl) -> None:
+    """Autoscaling=True with the HPA's own ScalingActive reason: it reads the queue metric."""
+
+    def active() -> dict[str, Any] | None:
+        cond = autoscaling_condition(ns)
+        return cond if cond and cond["status"] == "True" else None
+
+    cond = wait_until(
+        active, 8 * HPA_PERIOD, "Autoscaling=True: the HPA reads the queue metric", interval=2,
+        describe=lambda: describe(ns, NAME) + str(ns.get("hpa", NAME)),
+    )  # fmt: skip
+    assert cond["reason"] == "ValidMetricFound", cond
+    assert (hpa_condition(ns, "ScalingActive") or {}).get("reason") == "ValidMetricFound"
 
 
 def apiservice_available(kubectl: Kubectl) -> bool:
@@ -123,16 +141,7 @@ def test_hpa_scales_real_pods_on_queue_length_and_no_request_fails(
 ) -> None:
     ns, cluster_ip = autoscaled
     prometheus = metrics_state(cluster.run_dir)["prometheus"]
-
-    def active() -> dict[str, Any] | None:
-        cond = autoscaling_condition(ns)
-        return cond if cond and cond["status"] == "True" else None
-
-    cond = wait_until(
-        active, 8 * HPA_PERIOD, "Autoscaling=True: the HPA reads the queue metric", interval=2,
-        describe=lambda: describe(ns, NAME) + str(ns.get("hpa", NAME)),
-    )  # fmt: skip
-    assert cond["reason"] == "ValidMetricFound", cond  # the HPA's ScalingActive reason
+    wait_active(ns)
     assert deployment(ns)["spec"]["replicas"] == 1
 
     sampler = Sampler(
