@@ -25,7 +25,9 @@ build_prometheus() {
   # remove_all_sd + enable_kubernetes_sd drops the cloud discoveries (AWS, Azure, GCE, ...), most
   # of the dependency graph; without the builtinassets tag the React UI is not embedded. The API
   # (/api/v1/query) that the adapter and the tests use is all there.
-  local ld="-s -w -X github.com/prometheus/common/version.Version=${PROMETHEUS_VERSION}"
+  # The module's v0.3XX.Y is Prometheus 3.XX.Y: `prometheus --version` should say the latter.
+  local minor="${PROMETHEUS_VERSION#v0.}"; minor="${minor%%.*}"
+  local ld="-s -w -X github.com/prometheus/common/version.Version=3.$((10#$minor - 300)).${PROMETHEUS_VERSION##*.}"
   GOBIN="$bin" go install -trimpath -tags remove_all_sd,enable_kubernetes_sd -ldflags "$ld" \
     "github.com/prometheus/prometheus/cmd/prometheus@$PROMETHEUS_VERSION"
   log "prometheus built in $((SECONDS - t0))s"
