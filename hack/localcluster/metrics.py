@@ -216,8 +216,9 @@ def apiservice(ca: Path) -> dict[str, Any]:
 
 
 def register(api: Api, ca: Path, adapter_port: int) -> None:
-    """A selector-less Service whose one endpoint is the adapter on the bridge address, and the
-    APIService that sends custom.metrics.k8s.io there. The aggregator dials the Service's
+    """A selector-less Service whose one endpoint (an EndpointSlice: what the aggregator and
+    kube-proxy read since 1.33) is the adapter on the bridge address, and the APIService that
+    sends custom.metrics.k8s.io there. The aggregator dials the Service's
     ClusterIP from the host; the real node's kube-proxy rewrites it to the endpoint."""
     api.create("/api/v1/namespaces", {"metadata": {"name": ADAPTER_NAMESPACE}})
     ns = f"/api/v1/namespaces/{ADAPTER_NAMESPACE}"
@@ -266,8 +267,10 @@ def start(
     wait_for("prometheus-adapter /healthz", lambda: probe(adapter.health_url, api.ca_file),
              COMPONENT_TIMEOUT_S, adapter)  # fmt: skip
     register(api, api.ca_file, ports["prometheus-adapter"])
+    # The aggregator's availability check backs off after a miss (kube-proxy may not have the
+    # new Service yet): more than one component timeout.
     wait_for(f"APIService {API_VERSION}.{API_GROUP} Available", lambda: available(api),
-             COMPONENT_TIMEOUT_S, adapter)  # fmt: skip
+             2 * COMPONENT_TIMEOUT_S, adapter)  # fmt: skip
     state["metrics"] = {
         "prometheus": f"http://127.0.0.1:{ports['prometheus']}",
         "apiservice": apiservice(api.ca_file),
