@@ -77,6 +77,7 @@ def episode(ns: Kubectl, cluster_ip: str, prometheus: str, args: argparse.Namesp
     try:
         wait_until(lambda: replicas() == (1, 1), 600, "back to one pod", interval=1)
         one_pod = time.monotonic() - load.stopped
+        time.sleep(10)  # a few samples more, so the plot shows the one pod left
     finally:
         down_tally = trickle.stop()
         samples = sampler.stop()
