@@ -42,6 +42,7 @@ from devkit.ports import free_ports  # noqa: E402
 from devkit.runtime_server import start_server  # noqa: E402
 
 import llama_server  # noqa: E402
+from stream_clients import closed_loop, openai_stream  # noqa: E402
 
 DEFAULT_OUTPUT = REPO / "bench" / "results" / "cpu_peer.md"
 NEW_TOKENS = 64
@@ -95,42 +96,15 @@ async def drive(base_url: str, model: str, clients: int, total: int, level: Leve
     import openai
 
     client = openai.AsyncOpenAI(base_url=base_url, api_key="unused", max_retries=0, timeout=600)
-    counter = iter(range(total))
 
-    async def one(question: str) -> None:
-        start = time.perf_counter()
-        first, chunks, usage = None, 0, None
-        stream = await client.chat.completions.create(
-            model=model,
-            messages=[{"role": "user", "content": question}],
-            max_tokens=NEW_TOKENS,
-            temperature=0.0,
-            stream=True,
-            stream_options={"include_usage": True},
-            extra_body={"ignore_eos": True},
-        )
-        async for chunk in stream:
-            if chunk.choices and chunk.choices[0].delta.content:
-                first = first if first is not None else time.perf_counter() - start
-                chunks += 1
-            if chunk.usage is not None:
-                usage = chunk.usage.completion_tokens
-        if first is None:
-            raise RuntimeError("the stream carried no text")
-        level.ttfts.append(first)
-        level.tokens += usage if usage is not None else chunks
-
-    async def worker() -> None:
-        for i in counter:
-            try:
-                await one(QUESTIONS[i % len(QUESTIONS)])
-            except Exception as exc:  # reported in the table's notes, not retried
-                level.errors.append(f"{type(exc).__name__}: {exc}"[:200])
+    async def one(question: str) -> tuple[float, int]:
+        return await openai_stream(client, model, question, NEW_TOKENS, chat=True)
 
     async with client:
-        start = time.perf_counter()
-        await asyncio.gather(*(worker() for _ in range(clients)))
-        level.wall_s = time.perf_counter() - start
+        samples, level.wall_s, errors = await closed_loop(clients, total, one, QUESTIONS)
+    level.ttfts += [ttft for ttft, _ in samples]
+    level.tokens += sum(tokens for _, tokens in samples)
+    level.errors += errors  # reported in the table's notes, not retried
 
 
 def run_levels(name: str, base_url: str, model: str, plan: list[tuple[int, int]]) -> list[Level]:

@@ -13,10 +13,14 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
+from pathlib import Path
 from typing import Any
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "hack"))  # devkit
+from devkit.prompts import chat_ids
 
 PROMPTS = (
     "Write a short story about a robot who learns to paint.",
@@ -24,12 +28,6 @@ PROMPTS = (
     "What is the capital of France?",
     "List three tips for staying healthy.",
 )
-
-
-def chat_ids(tokenizer: Any, text: str) -> list[int]:
-    messages = [{"role": "user", "content": text}]
-    rendered = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
-    return list(tokenizer.encode(rendered, add_special_tokens=False))
 
 
 def greedy(model: Any, config: Any, ids: list[int], n: int) -> list[int]:

@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Decode-step benchmark: the engine's ModelRunner against `generate`, with and without the
-CPU kernels of runtime/deepseek_runtime/engine/cpu_kernels.py, in one process.
+CPU kernels of runtime/deepseek_runtime/runner/cpu_kernels.py, in one process.
 
     .venv/bin/python bench/decode_step.py [--rows 1,32] [--new-tokens 64] [--rounds 5]
 
@@ -47,9 +47,9 @@ def runner_tokens(model: Any, prompts: list[list[int]], new_tokens: int) -> list
     import torch
 
     from deepseek_runtime.engine.protocol import SamplingParams
-    from deepseek_runtime.engine.runner import ModelRunner
     from deepseek_runtime.engine.scheduler import Scheduler
     from deepseek_runtime.engine.sequence import Sequence
+    from deepseek_runtime.runner.model_runner import ModelRunner
 
     greedy = SamplingParams(temperature=0.0)
     seqs = [Sequence(i, tuple(p), greedy, new_tokens) for i, p in enumerate(prompts)]
@@ -94,7 +94,7 @@ def main() -> int:
     import torch
     from transformers import AutoModelForCausalLM
 
-    from deepseek_runtime.engine import cpu_kernels
+    from deepseek_runtime.runner import cpu_kernels
 
     threads = args.torch_threads or max(1, len(os.sched_getaffinity(0)) - 1)
     torch.set_num_threads(threads)
@@ -145,7 +145,7 @@ def _measure(
     args: argparse.Namespace, model: Any, rows: int, vocab: int, loaded_head: Any, input_major: Any
 ) -> tuple[bool, list[str]]:
     """Time the four arms at `rows` rows; (every arm gave generate's tokens, table lines)."""
-    from deepseek_runtime.engine import cpu_kernels, sampling
+    from deepseek_runtime.runner import cpu_kernels, sampling
 
     rng = random.Random(0)
     prompts = [[rng.randrange(300, vocab) for _ in range(args.prompt_tokens)]

@@ -49,6 +49,11 @@ class ArmResult:
     outputs: list[list[list[int]]] = field(default_factory=list)  # [conversation][turn] -> ids
     hit_tokens: int = 0
     query_tokens: int = 0
+    cpu_s: float = 0.0  # this process's CPU time over the run: what other load moves least
+
+    @property
+    def tok_per_cpu_s(self) -> float:
+        return self.tokens / self.cpu_s
 
     @property
     def tok_s(self) -> float:
@@ -117,10 +122,11 @@ def engine_batch(engine: Any, prompts: list[list[int]], new_tokens: int, name: s
     async def main() -> list[tuple[float, list[int]]]:
         return await asyncio.gather(*(_engine_turn(engine, p, new_tokens) for p in prompts))
 
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     done = asyncio.run(main())
     wall = time.perf_counter() - start
     result = ArmResult(name, wall, sum(len(o) for _, o in done), [[t for t, _ in done]])
+    result.cpu_s = time.process_time() - cpu
     result.outputs = [[o] for _, o in done]
     return result
 

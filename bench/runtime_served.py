@@ -14,6 +14,7 @@ import numpy as np
 from devkit.runtime_server import RuntimeServer, start_server
 
 from runtime_workload import SERVED_NAME, Run, Sample, Variant
+from stream_clients import closed_loop, openai_stream
 
 
 def start_bench_server(
@@ -33,26 +34,6 @@ def start_bench_server(
     return start_server(workdir, *argv, triton_models=(SERVED_NAME,), env=env)
 
 
-async def _drive(
-    clients: int, total: int, one: Any, prompts: list[str]
-) -> tuple[list[Sample], float, list[str]]:
-    """`clients` closed-loop workers sending `total` requests in all; (samples, wall, errors)."""
-    samples: list[Sample] = []
-    errors: list[str] = []
-    counter = iter(range(total))
-
-    async def worker() -> None:
-        for i in counter:
-            try:
-                samples.append(await one(prompts[i % len(prompts)]))
-            except Exception as exc:  # a failed request is reported, not retried
-                errors.append(f"{type(exc).__name__}: {exc}"[:300])
-
-    start = time.perf_counter()
-    await asyncio.gather(*(worker() for _ in range(clients)))
-    return samples, time.perf_counter() - start, errors
-
-
 async def openai_level(
     server: RuntimeServer, prompts: list[str], clients: int, total: int, n: int
 ) -> tuple[list[Sample], float, list[str]]:
@@ -66,28 +47,10 @@ async def openai_level(
     )
 
     async def one(prompt: str) -> Sample:
-        start = time.perf_counter()
-        first, tokens = None, 0
-        stream = await client.completions.create(
-            model=SERVED_NAME,
-            prompt=prompt,
-            max_tokens=n,
-            temperature=0.0,
-            stream=True,
-            stream_options={"include_usage": True},
-            extra_body={"ignore_eos": True},
-        )
-        async for chunk in stream:
-            if first is None and chunk.choices and chunk.choices[0].text:
-                first = time.perf_counter() - start
-            if chunk.usage is not None:
-                tokens = chunk.usage.completion_tokens
-        if first is None:
-            raise RuntimeError("the stream carried no text")
-        return Sample(first, tokens)
+        return Sample(*await openai_stream(client, SERVED_NAME, prompt, n, chat=False))
 
     async with client:
-        return await _drive(clients, total, one, prompts)
+        return await closed_loop(clients, total, one, prompts)
 
 
 async def triton_level(
@@ -133,7 +96,7 @@ async def triton_level(
         return Sample(first, tokens)
 
     try:
-        return await _drive(clients, total, one, prompts)
+        return await closed_loop(clients, total, one, prompts)
     finally:
         await client.close()
 

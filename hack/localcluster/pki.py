@@ -9,6 +9,13 @@ from typing import Any
 
 from .config import NODE_IP, SERVICE_CIDR
 
+# x509.KeyUsage takes every usage by name; a certificate here has these on and the rest off.
+KEY_USAGES = ("digital_signature", "content_commitment", "key_encipherment", "data_encipherment",
+              "key_agreement", "key_cert_sign", "crl_sign", "encipher_only",
+              "decipher_only")  # fmt: skip
+CA_USAGES = {"digital_signature", "key_cert_sign", "crl_sign"}
+LEAF_USAGES = {"digital_signature", "key_encipherment"}
+
 
 def write_certificates(pki: Path) -> None:
     """A CA, one serving certificate for every component and a service-account key pair.
@@ -35,63 +42,23 @@ def write_certificates(pki: Path) -> None:
     ca_key = ec.generate_private_key(ec.SECP256R1())
     ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "deepseek-local-ca")])
     ca_ski = x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key())
-    ca_cert = (
-        x509.CertificateBuilder()
-        .subject_name(ca_name)
-        .issuer_name(ca_name)
-        .public_key(ca_key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now)
-        .not_valid_after(later)
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .add_extension(
-            x509.KeyUsage(
-                digital_signature=True,
-                content_commitment=False,
-                key_encipherment=False,
-                data_encipherment=False,
-                key_agreement=False,
-                key_cert_sign=True,
-                crl_sign=True,
-                encipher_only=False,
-                decipher_only=False,
-            ),
-            critical=True,
-        )
-        .add_extension(ca_ski, critical=False)
-        .add_extension(
-            x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ca_ski),
-            critical=False,
-        )
-        .sign(ca_key, hashes.SHA256())
-    )
 
-    def leaf(cn: str, usage: Any, names: list[x509.GeneralName]) -> tuple[Any, Any]:
-        key = ec.generate_private_key(ec.SECP256R1())
-        builder = (
+    def certificate(subject: x509.Name, key: Any, *, ca: bool) -> Any:
+        """What every certificate here carries: issued by the CA, for 30 days, with critical
+        basicConstraints and keyUsage and with SKI/AKI (see the docstring above)."""
+        return (
             x509.CertificateBuilder()
-            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)]))
+            .subject_name(subject)
             .issuer_name(ca_name)
             .public_key(key.public_key())
             .serial_number(x509.random_serial_number())
             .not_valid_before(now)
             .not_valid_after(later)
-            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+            .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
             .add_extension(
-                x509.KeyUsage(
-                    digital_signature=True,
-                    content_commitment=False,
-                    key_encipherment=True,
-                    data_encipherment=False,
-                    key_agreement=False,
-                    key_cert_sign=False,
-                    crl_sign=False,
-                    encipher_only=False,
-                    decipher_only=False,
-                ),
+                x509.KeyUsage(**{u: u in (CA_USAGES if ca else LEAF_USAGES) for u in KEY_USAGES}),
                 critical=True,
             )
-            .add_extension(x509.ExtendedKeyUsage([usage]), critical=False)
             .add_extension(
                 x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False
             )
@@ -99,6 +66,15 @@ def write_certificates(pki: Path) -> None:
                 x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ca_ski),
                 critical=False,
             )
+        )
+
+    ca_cert = certificate(ca_name, ca_key, ca=True).sign(ca_key, hashes.SHA256())
+
+    def leaf(cn: str, usage: Any, names: list[x509.GeneralName]) -> tuple[Any, Any]:
+        key = ec.generate_private_key(ec.SECP256R1())
+        subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
+        builder = certificate(subject, key, ca=False).add_extension(
+            x509.ExtendedKeyUsage([usage]), critical=False
         )
         if names:
             builder = builder.add_extension(x509.SubjectAlternativeName(names), critical=False)

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from devkit.prompts import chat_ids
 from test_engine import collect, greedy, reference, running
 
 from deepseek_runtime.model.compact import CompactCausalLM, compact_model
@@ -86,10 +87,7 @@ def test_int8_on_cpu_is_the_compact_model_with_int8_linears(tiny_llama_dir: Path
 def test_int8_smollm2_still_knows_the_capital_of_france(smollm2_gguf: Path) -> None:
     loaded = load_model(smollm2_gguf, quantization="int8")
     assert isinstance(loaded.model, CompactCausalLM)
-    tokenizer = loaded.tokenizer
-    messages = [{"role": "user", "content": "What is the capital of France?"}]
-    text = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
-    prompt = tokenizer.encode(text, add_special_tokens=False)
+    prompt = chat_ids(loaded.tokenizer, "What is the capital of France?")
     with running(loaded, max_model_len=512) as engine:
         answer = asyncio.run(collect(engine, prompt, greedy(24)))
     assert "Paris" in answer.text and answer.finish == "stop"

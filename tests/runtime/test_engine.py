@@ -13,10 +13,9 @@ from typing import Any
 
 import pytest
 import torch
+from devkit.prompts import chat_ids
 
-from deepseek_runtime.engine import cpu_kernels
 from deepseek_runtime.engine.config import EngineConfig
-from deepseek_runtime.engine.engine import LLMEngine, build_engine
 from deepseek_runtime.engine.protocol import (
     EngineError,
     EngineShuttingDownError,
@@ -27,8 +26,10 @@ from deepseek_runtime.engine.protocol import (
     QueueFullError,
     SamplingParams,
 )
-from deepseek_runtime.engine.sampling import sample
 from deepseek_runtime.model.loader import LoadedModel, load_model
+from deepseek_runtime.runner import cpu_kernels
+from deepseek_runtime.runner.loop import LLMEngine, build_engine
+from deepseek_runtime.runner.sampling import sample
 
 pytestmark = pytest.mark.runtime
 
@@ -335,10 +336,7 @@ def test_build_engine_loads_and_starts(tiny_llama_dir: Path) -> None:
 
 
 def test_smollm2_knows_the_capital_of_france(smollm2_loaded: LoadedModel) -> None:
-    tokenizer = smollm2_loaded.tokenizer
-    messages = [{"role": "user", "content": "What is the capital of France?"}]
-    text = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
-    prompt = tokenizer.encode(text, add_special_tokens=False)
+    prompt = chat_ids(smollm2_loaded.tokenizer, "What is the capital of France?")
     with running(smollm2_loaded, max_model_len=512) as engine:
         answer = asyncio.run(collect(engine, prompt, greedy(24)))
         cut = asyncio.run(collect(engine, prompt, greedy(24, stop=("Paris",))))

@@ -17,10 +17,10 @@ import torch
 from transformers import GenerationConfig
 
 from deepseek_runtime.engine.config import EngineConfig
-from deepseek_runtime.engine.engine import LLMEngine
 from deepseek_runtime.engine.protocol import GenerationRequest, SamplingParams
 from deepseek_runtime.engine.scheduler import ScheduledBatch
 from deepseek_runtime.model.loader import load_model
+from deepseek_runtime.runner.loop import LLMEngine
 
 pytestmark = pytest.mark.runtime
 

@@ -18,13 +18,13 @@ from starlette.testclient import TestClient
 from deepseek_runtime.doors.openai.app import build_app
 from deepseek_runtime.doors.services import Services
 from deepseek_runtime.engine.config import EngineConfig
-from deepseek_runtime.engine.engine import LLMEngine
 from deepseek_runtime.engine.protocol import GenerationRequest, SamplingParams
 from deepseek_runtime.guards.keys import Guard
 from deepseek_runtime.guards.output_filter import OutputFilter
+from deepseek_runtime.metrics import RuntimeMetrics
 from deepseek_runtime.model.loader import LoadedModel, load_model
-from deepseek_runtime.server.metrics import RuntimeMetrics
-from deepseek_runtime.server.settings import ServerSettings
+from deepseek_runtime.runner.loop import LLMEngine
+from deepseek_runtime.settings import ServerSettings
 
 pytestmark = pytest.mark.runtime
 

@@ -14,9 +14,9 @@ import pytest
 import torch
 
 from deepseek_runtime.engine.config import EngineConfig
-from deepseek_runtime.engine.engine import LLMEngine
 from deepseek_runtime.engine.protocol import GenerationRequest, SamplingParams
 from deepseek_runtime.model.loader import LoadedModel, load_model
+from deepseek_runtime.runner.loop import LLMEngine
 
 pytestmark = pytest.mark.runtime
 

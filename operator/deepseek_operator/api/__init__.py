@@ -16,6 +16,7 @@ from deepseek_operator.api.serving import (
     AutoscalingSpec,
     GpuSpec,
     ResourcesSpec,
+    RolloutSpec,
     RuntimeSpec,
 )
 from deepseek_operator.api.spec import (
@@ -55,6 +56,7 @@ __all__ = [
     "Peer",
     "Quantization",
     "ResourcesSpec",
+    "RolloutSpec",
     "RuntimeSpec",
     "SchedulingSpec",
     "Schema",

@@ -118,6 +118,36 @@ class ResourcesSpec(Schema):
     )
 
 
+class RolloutSpec(Schema):
+    """How a spec change replaces the pods: the Deployment's (or LeaderWorkerSet's) rolling
+    update, in replicas (groups of nodes for a LeaderWorkerSet)."""
+
+    rules = (
+        Rule(
+            "self.maxSurge + self.maxUnavailable >= 1",
+            "maxSurge and maxUnavailable must not both be 0 (the rollout could never move)",
+            lambda s: s.max_surge + s.max_unavailable >= 1,
+        ),
+    )
+
+    max_surge: int = bounded(
+        1,
+        0,
+        100,
+        "Extra replicas started during a rollout before old ones stop: 1 keeps serving without "
+        "a gap, and needs free GPUs for one more replica (until they are free the rollout "
+        "waits, the old pods serve, and Ready says why). 0 replaces pods in place.",
+    )
+    max_unavailable: int = bounded(
+        0,
+        0,
+        100,
+        "Replicas that may be down during a rollout. Set 1 with maxSurge 0 where no spare GPUs "
+        "exist: each pod is stopped before its replacement starts (a single replica then has "
+        "a gap).",
+    )
+
+
 class AutoscalingMode(StrEnum):
     hpa = "hpa"
     keda = "keda"

@@ -14,6 +14,7 @@ from deepseek_operator.api.serving import (
     AutoscalingMode,
     AutoscalingSpec,
     ResourcesSpec,
+    RolloutSpec,
     RuntimeSpec,
 )
 
@@ -57,6 +58,9 @@ class DeepSeekDeploymentSpec(Schema):
     )
     autoscaling: AutoscalingSpec | None = Field(
         None, description="Scale on queue length. Absent: fixed replicas."
+    )
+    rollout: RolloutSpec = Field(
+        default_factory=RolloutSpec, description="How a spec change replaces the pods."
     )
     scheduling: SchedulingSpec = Field(
         default_factory=SchedulingSpec, description="Where pods may run."

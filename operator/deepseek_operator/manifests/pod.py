@@ -34,6 +34,14 @@ from deepseek_operator.manifests.target import (
 
 Role = Literal["server", "worker"]
 
+# A deleted pod leaves the Service's endpoints at once, but kube-proxy (and any load balancer)
+# takes a moment to stop sending it new connections: the server keeps serving normally this
+# long before it gets SIGTERM and drains, so a rollout drops no request.
+ENDPOINTS_GRACE_S = 10
+# The kubelet's whole budget from deletion to SIGKILL: the wait above, then the runtime's drain
+# (its drain_timeout_s plus shutdown margin; tests/unit/contract checks they fit).
+TERMINATION_GRACE_S = 60
+
 
 def _container_security() -> dict[str, Any]:
     # The `restricted` Pod Security Standard, and a read-only root file system on top.
@@ -200,6 +208,7 @@ def _runtime_container(t: Target, role: Role, mounts: list[dict[str, Any]]) -> d
         container["startupProbe"] = _probe(t, "/health", 10, 180)
         container["livenessProbe"] = _probe(t, "/health", 10, 3)
         container["readinessProbe"] = _probe(t, "/ready", 5, 3)
+        container["lifecycle"] = {"preStop": {"sleep": {"seconds": ENDPOINTS_GRACE_S}}}
     return container
 
 
@@ -213,7 +222,7 @@ def pod_template(t: Target, role: Role = "server") -> dict[str, Any]:
         "serviceAccountName": t.name,
         "automountServiceAccountToken": False,
         "enableServiceLinks": False,
-        "terminationGracePeriodSeconds": 60,  # SIGTERM drains in-flight requests
+        "terminationGracePeriodSeconds": TERMINATION_GRACE_S,
         "securityContext": {
             "runAsNonRoot": True,
             "runAsUser": RUNTIME_UID,

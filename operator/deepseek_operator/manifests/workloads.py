@@ -29,11 +29,7 @@ def workload(t: Target) -> dict[str, Any]:
 def deployment(t: Target) -> dict[str, Any]:
     spec = {
         "selector": {"matchLabels": selector_labels(t.name)},
-        # One pod at a time: a surge pod would need a second set of GPUs.
-        "strategy": {
-            "type": "RollingUpdate",
-            "rollingUpdate": {"maxSurge": 0, "maxUnavailable": 1},
-        },
+        "strategy": {"type": "RollingUpdate", "rollingUpdate": _rolling(t)},
         "revisionHistoryLimit": 3,
         "template": pod_template(t),
     }
@@ -45,11 +41,8 @@ def leader_worker_set(t: Target) -> dict[str, Any]:
         # The workers start with the leader, not once it is ready: the leader is ready only after
         # every rank has joined and loaded its shard (LeaderReady would never start them).
         "startupPolicy": "LeaderCreated",
-        # One group at a time, never a surge group: it would need another set of nodes.
-        "rolloutStrategy": {
-            "type": "RollingUpdate",
-            "rollingUpdateConfiguration": {"maxUnavailable": 1, "maxSurge": 0},
-        },
+        # A surge group needs another set of nodes: until there is one, the rollout waits.
+        "rolloutStrategy": {"type": "RollingUpdate", "rollingUpdateConfiguration": _rolling(t)},
         # One headless Service per group, named after its leader (NAME-0, NAME-1, ...): the
         # shared one would be named NAME, which is the API's Service.
         "networkConfig": {"subdomainPolicy": "UniquePerReplica"},
@@ -62,6 +55,11 @@ def leader_worker_set(t: Target) -> dict[str, Any]:
         },
     }
     return _workload(t, LEADER_WORKER_SET, spec)
+
+
+def _rolling(t: Target) -> dict[str, int]:
+    rollout = t.spec.rollout
+    return {"maxSurge": rollout.max_surge, "maxUnavailable": rollout.max_unavailable}
 
 
 def _workload(t: Target, kind: tuple[str, str], spec: dict[str, Any]) -> dict[str, Any]:

@@ -26,7 +26,7 @@ from deepseek_runtime.engine.protocol import (
     SamplingParams,
 )
 from deepseek_runtime.guards.output_filter import OutputFilter
-from deepseek_runtime.server.metrics import RuntimeMetrics
+from deepseek_runtime.metrics import RuntimeMetrics
 
 log = logging.getLogger(__name__)
 

@@ -7,14 +7,14 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from deepseek_runtime.doors.generation import Generator
-from deepseek_runtime.doors.openai.reasoning import tokenizer_has_think_tags
+from deepseek_runtime.doors.reasoning import tokenizer_has_think_tags
 from deepseek_runtime.doors.response_cache import ResponseCache
 from deepseek_runtime.engine.protocol import Engine, EngineError, EngineShuttingDownError
 from deepseek_runtime.guards.audit import AuditLog
 from deepseek_runtime.guards.keys import AuthError, Guard, Permission, Principal
 from deepseek_runtime.guards.output_filter import OutputFilter
-from deepseek_runtime.server.metrics import RuntimeMetrics
-from deepseek_runtime.server.settings import ServerSettings
+from deepseek_runtime.metrics import RuntimeMetrics
+from deepseek_runtime.settings import ServerSettings
 
 
 class NotReadyError(EngineError):

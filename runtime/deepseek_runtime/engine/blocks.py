@@ -1,6 +1,6 @@
 """The KV cache's block manager: fixed-size blocks, ref counts and prefix reuse. No torch here.
 
-The KV cache (kvcache.py) is a pool of `num_blocks` blocks of `block_size` token slots; a
+The KV cache (runner/kvcache.py) is a pool of `num_blocks` blocks of `block_size` token slots; a
 sequence owns an ordered list of blocks (its block table) and token i of it lives in slot
 `table[i // block_size] * block_size + i % block_size`.
 

@@ -58,13 +58,6 @@ class AuthError(Exception):
 
 
 @dataclass(slots=True, frozen=True)
-class ApiKey:
-    name: str
-    role: Role
-    sha256: str
-
-
-@dataclass(slots=True, frozen=True)
 class Principal:
     """Who is calling: a key's name and role, or `anonymous` when no keys are configured."""
 
@@ -79,15 +72,16 @@ def hash_key(key: str) -> str:
     return hashlib.sha256(key.encode("utf-8")).hexdigest()
 
 
-def load_api_keys(path: Path) -> dict[str, ApiKey]:
-    """Returns keys by digest. Refuses duplicates, unknown roles and anything not hex."""
+def load_api_keys(path: Path) -> dict[str, Principal]:
+    """Returns who holds each key, by the key's digest. Refuses duplicates, unknown roles and
+    anything not hex."""
     try:
         doc = yaml.safe_load(path.read_text())
     except (OSError, yaml.YAMLError) as exc:
         raise KeyFileError(f"cannot read API keys file {path}: {exc}") from exc
     if not isinstance(doc, list) or not doc:
         raise KeyFileError(f"{path}: expected a non-empty YAML list of {{name, role, sha256}}")
-    keys: dict[str, ApiKey] = {}
+    keys: dict[str, Principal] = {}
     names: set[str] = set()
     for i, item in enumerate(doc):
         where = f"{path}: entry {i}"
@@ -101,7 +95,7 @@ def load_api_keys(path: Path) -> dict[str, ApiKey]:
         if name in names or digest in keys:
             raise KeyFileError(f"{where}: duplicate name or key ({name})")
         names.add(name)
-        keys[digest] = ApiKey(name, Role(role), digest)
+        keys[digest] = Principal(name, Role(role))
     return keys
 
 
@@ -144,7 +138,7 @@ class RateLimiter:
 class Guard:
     """Authenticates a bearer token, authorizes a permission, applies the rate limit."""
 
-    def __init__(self, keys: dict[str, ApiKey] | None, limiter: RateLimiter | None) -> None:
+    def __init__(self, keys: dict[str, Principal] | None, limiter: RateLimiter | None) -> None:
         self.keys = keys or None
         self.limiter = limiter
 
@@ -160,10 +154,10 @@ class Guard:
         scheme, _, token = authorization.strip().partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
             raise AuthError(401, "malformed Authorization header: use 'Bearer KEY'", "invalid_key")
-        key = self.keys.get(hash_key(token.strip()))
-        if key is None:
+        principal = self.keys.get(hash_key(token.strip()))
+        if principal is None:
             raise AuthError(401, "invalid API key", "invalid_key")
-        return Principal(key.name, key.role)
+        return principal
 
     def authorize(self, principal: Principal, permission: Permission) -> None:
         if permission not in ROLE_PERMISSIONS[principal.role]:

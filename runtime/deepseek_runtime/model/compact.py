@@ -10,7 +10,7 @@ per layer). This model computes the same thing with fewer, larger steps:
   token identity with `generate`);
 - one flat loop over plain layers, no hooks, no output records;
 - transformers' own rotary embedding, causal-mask builder and sdpa attention function, and
-  the Cache.update API, so it runs unchanged on the engine's paged KV cache (runner.py) and
+  the Cache.update API, so it runs unchanged on the engine's paged KV cache (runner/) and
   its explicit 4-D masks, and also on None / 2-D masks.
 
 `--quantization int8` on CPU swaps its linears for int8 ones (compact_weights.py): faster,

@@ -10,12 +10,12 @@ from typing import Any
 
 import torch
 
-from deepseek_runtime.engine.runner import ModelRunner
 from deepseek_runtime.engine.step import StepInput
 from deepseek_runtime.parallel.group import join
 from deepseek_runtime.parallel.liveness import Liveness
 from deepseek_runtime.parallel.steps import Open, Reset, StepChannel, Stop
 from deepseek_runtime.parallel.topology import Topology
+from deepseek_runtime.runner.model_runner import ModelRunner
 
 log = logging.getLogger(__name__)
 

@@ -1,4 +1,4 @@
-"""Rank 0: the engine's Peers (engine/engine.py). Before each forward the engine sends the step
+"""Rank 0: the engine's Peers (runner/loop.py). Before each forward the engine sends the step
 to every other rank, so that all run the same forward, each on its shard."""
 
 from __future__ import annotations

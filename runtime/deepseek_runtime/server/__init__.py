@@ -1,2 +1,2 @@
-"""The process: settings (ServerSettings, loaded once), flags (generated from the settings),
-cli, startup (checks before the model loads), run (serving and draining), metrics."""
+"""The process: flags (generated from ../settings.py), cli, startup (checks before the model
+loads), run (serving and draining), worker (this pod's tensor-parallel ranks), drain."""

@@ -22,7 +22,7 @@ from deepseek_runtime.guards.integrity import (
 )
 from deepseek_runtime.guards.keys import hash_key
 from deepseek_runtime.server.flags import add_serve_flags
-from deepseek_runtime.server.settings import SettingsError, load_settings
+from deepseek_runtime.settings import SettingsError, load_settings
 
 
 def build_parser() -> argparse.ArgumentParser:

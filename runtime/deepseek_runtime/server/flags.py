@@ -15,7 +15,7 @@ from typing import Any, Literal
 
 from pydantic.fields import FieldInfo
 
-from deepseek_runtime.server.settings import GROUPS, ServerSettings
+from deepseek_runtime.settings import GROUPS, ServerSettings
 
 
 def flag_name(field: str) -> str:

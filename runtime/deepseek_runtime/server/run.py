@@ -28,6 +28,7 @@ from deepseek_runtime.doors.openai.app import build_app
 from deepseek_runtime.doors.services import Services
 from deepseek_runtime.doors.triton.server import TritonServer, ensure_libpython_first
 from deepseek_runtime.engine.protocol import Engine
+from deepseek_runtime.metrics import RuntimeMetrics
 from deepseek_runtime.parallel.ranks import LocalRanks
 from deepseek_runtime.parallel.topology import Topology
 from deepseek_runtime.server.drain import (
@@ -36,8 +37,6 @@ from deepseek_runtime.server.drain import (
     stop_the_rest,
     uvicorn_timeout_s,
 )
-from deepseek_runtime.server.metrics import RuntimeMetrics
-from deepseek_runtime.server.settings import ServerSettings
 from deepseek_runtime.server.startup import (
     StartupError,
     build_services,
@@ -45,6 +44,7 @@ from deepseek_runtime.server.startup import (
     check_weights,
 )
 from deepseek_runtime.server.worker import check_shards, load_shard, place, start_local_ranks
+from deepseek_runtime.settings import ServerSettings
 
 log = logging.getLogger("deepseek_runtime")
 
@@ -95,7 +95,7 @@ def load_engine(
 ) -> Engine:
     """Blocking (seconds to minutes): loads the weights and warms the engine up."""
     from deepseek_runtime.engine.config import EngineConfig
-    from deepseek_runtime.engine.engine import LLMEngine, build_engine
+    from deepseek_runtime.runner.loop import LLMEngine, build_engine
 
     config = EngineConfig(
         max_num_seqs=settings.max_num_seqs,

@@ -13,8 +13,8 @@ from deepseek_runtime.guards.audit import AuditLog
 from deepseek_runtime.guards.integrity import ManifestError, verify_manifest
 from deepseek_runtime.guards.keys import Guard, KeyFileError, RateLimiter, load_api_keys
 from deepseek_runtime.guards.output_filter import FilterFileError, OutputFilter
-from deepseek_runtime.server.metrics import RuntimeMetrics
-from deepseek_runtime.server.settings import ServerSettings
+from deepseek_runtime.metrics import RuntimeMetrics
+from deepseek_runtime.settings import ServerSettings
 
 log = logging.getLogger("deepseek_runtime")
 

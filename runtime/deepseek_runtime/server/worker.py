@@ -22,8 +22,8 @@ import yaml
 
 from deepseek_runtime.parallel.ranks import LocalRanks
 from deepseek_runtime.parallel.topology import Topology, TopologyError, topology
-from deepseek_runtime.server.settings import ServerSettings
 from deepseek_runtime.server.startup import StartupError, check_weights, model_path
+from deepseek_runtime.settings import ServerSettings
 
 log = logging.getLogger("deepseek_runtime")
 

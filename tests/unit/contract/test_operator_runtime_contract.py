@@ -32,7 +32,7 @@ from deepseek_operator.manifests import Target, config_map, workload
 from deepseek_runtime.parallel.topology import topology
 from deepseek_runtime.server.cli import build_parser
 from deepseek_runtime.server.drain import SHUTDOWN_MARGIN_S
-from deepseek_runtime.server.settings import ServerSettings, load_settings
+from deepseek_runtime.settings import ServerSettings, load_settings
 
 ROOT = Path(__file__).resolve().parents[3]
 EXAMPLES = sorted((ROOT / "examples").glob("*.yaml"))
@@ -93,12 +93,15 @@ def test_runtime_parses_the_containers_arguments(path: Path) -> None:
 
 @pytest.mark.parametrize("path", EXAMPLES, ids=lambda p: p.name)
 def test_the_runtime_drains_within_the_grace_period_the_operator_gives(path: Path) -> None:
-    """Kubernetes kills a pod terminationGracePeriodSeconds after SIGTERM: the runtime's whole
-    shutdown (its default drain budget plus what a shutdown adds) must end before that."""
+    """Kubernetes kills a pod terminationGracePeriodSeconds after its deletion: the preStop wait
+    (the serving pod keeps serving while endpoints drop it), then the runtime's whole shutdown
+    after SIGTERM (its default drain budget plus what a shutdown adds), must end before that."""
     for pod in pod_specs(example(path)):
         grace = pod["terminationGracePeriodSeconds"]
         drain = ServerSettings().drain_timeout_s
-        assert drain + SHUTDOWN_MARGIN_S <= grace, (drain, SHUTDOWN_MARGIN_S, grace)
+        lifecycle = pod["containers"][0].get("lifecycle") or {}
+        wait = ((lifecycle.get("preStop") or {}).get("sleep") or {}).get("seconds", 0)
+        assert wait + drain + SHUTDOWN_MARGIN_S <= grace, (wait, drain, SHUTDOWN_MARGIN_S, grace)
 
 
 @dataclass(frozen=True)

@@ -165,6 +165,13 @@ INVALID: list[Invalid] = [
         {"autoscaling": {"targetQueueLength": 0}},
         "spec.autoscaling.targetQueueLength",
     ),
+    Invalid(
+        "rollout-frozen",
+        {"rollout": {"maxSurge": 0, "maxUnavailable": 0}},
+        "spec.rollout",
+        "maxSurge and maxUnavailable must not both be 0 (the rollout could never move)",
+    ),
+    Invalid("rollout-surge-negative", {"rollout": {"maxSurge": -1}}, "spec.rollout.maxSurge"),
     Invalid("service-type", {"service": {"type": "ExternalName"}}, "spec.service.type"),
     Invalid("service-port", {"service": {"port": 70000}}, "spec.service.port"),
     Invalid(

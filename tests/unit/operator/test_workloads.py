@@ -62,7 +62,36 @@ def test_the_group_is_one_pod_per_node_recreated_together() -> None:
     assert spec["startupPolicy"] == "LeaderCreated"  # the leader is ready only once all join
     # The shared headless Service would be named r1, the API's Service.
     assert spec["networkConfig"] == {"subdomainPolicy": "UniquePerReplica"}
-    assert spec["rolloutStrategy"]["rollingUpdateConfiguration"]["maxSurge"] == 0
+    # Rolled like a Deployment: a whole surge group first, by default.
+    assert spec["rolloutStrategy"]["rollingUpdateConfiguration"] == {
+        "maxSurge": 1,
+        "maxUnavailable": 0,
+    }
+
+
+def test_a_rollout_starts_the_new_pod_before_stopping_the_old_one_by_default() -> None:
+    """One replica: surge first, or every spec change would leave the Service with no pod."""
+    strategy = deployment(target())["spec"]["strategy"]
+    assert strategy == {
+        "type": "RollingUpdate",
+        "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0},
+    }
+    in_place = target(rollout={"maxSurge": 0, "maxUnavailable": 1})
+    assert deployment(in_place)["spec"]["strategy"]["rollingUpdate"] == {
+        "maxSurge": 0,
+        "maxUnavailable": 1,
+    }
+    lws = leader_worker_set(group(rollout={"maxSurge": 0, "maxUnavailable": 1}))
+    assert lws["spec"]["rolloutStrategy"]["rollingUpdateConfiguration"]["maxSurge"] == 0
+
+
+def test_the_serving_pod_keeps_serving_until_endpoints_drop_it() -> None:
+    pod = deployment(target())["spec"]["template"]["spec"]
+    server = pod["containers"][0]
+    seconds = server["lifecycle"]["preStop"]["sleep"]["seconds"]
+    assert 0 < seconds < pod["terminationGracePeriodSeconds"]
+    worker = templates(group())[1]["spec"]["containers"][0]
+    assert "lifecycle" not in worker  # no endpoints to leave: a worker stops with its group
 
 
 def test_every_pod_of_the_group_takes_all_gpus_of_its_node() -> None:

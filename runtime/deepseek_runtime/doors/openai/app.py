@@ -27,7 +27,7 @@ from deepseek_runtime.doors.services import Services
 from deepseek_runtime.engine.protocol import EngineError
 from deepseek_runtime.guards.audit import AuditRecord, CursorExpiredError
 from deepseek_runtime.guards.keys import AuthError, Permission
-from deepseek_runtime.server.metrics import CONTENT_TYPE
+from deepseek_runtime.metrics import CONTENT_TYPE
 
 AUDITED_PREFIX = "/v1/"
 MAX_AUDIT_LIMIT = 1000  # records per page; follow next_cursor for more

@@ -14,12 +14,12 @@ from typing import Any
 
 from deepseek_runtime.doors.generation import Chunk, new_request_id
 from deepseek_runtime.doors.openai.errors import to_api_error
-from deepseek_runtime.doors.openai.reasoning import (
+from deepseek_runtime.doors.openai.schema import SamplingRequest
+from deepseek_runtime.doors.reasoning import (
     ReasoningSplitter,
     prompt_opens_reasoning,
     split_reasoning,
 )
-from deepseek_runtime.doors.openai.schema import SamplingRequest
 from deepseek_runtime.doors.services import Services
 from deepseek_runtime.engine.protocol import EngineError
 from deepseek_runtime.guards.audit import AuditRecord

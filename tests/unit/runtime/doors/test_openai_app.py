@@ -23,16 +23,16 @@ from deepseek_runtime.doors.openai.app import build_app
 from deepseek_runtime.doors.services import Services
 from deepseek_runtime.guards.audit import AuditLog
 from deepseek_runtime.guards.keys import (
-    ApiKey,
     Guard,
+    Principal,
     RateLimiter,
     Role,
     hash_key,
     load_api_keys,
 )
 from deepseek_runtime.guards.output_filter import OutputFilter
-from deepseek_runtime.server.metrics import RuntimeMetrics
-from deepseek_runtime.server.settings import ServerSettings
+from deepseek_runtime.metrics import RuntimeMetrics
+from deepseek_runtime.settings import ServerSettings
 
 Factory = Callable[..., tuple[TestClient, Services, FakeEngine]]
 
@@ -50,7 +50,7 @@ def make(tmp_path: Path) -> Iterator[Factory]:
         key_map = None
         if keys:
             key_map = {
-                hash_key(k): ApiKey(name, Role(role), hash_key(k))
+                hash_key(k): Principal(name, Role(role))
                 for name, role, k in [("app", "inference", "sk-app"), ("aud", "auditor", "sk-aud")]
             }
         svc = Services(

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from deepseek_runtime.doors.openai.reasoning import (
+from deepseek_runtime.doors.reasoning import (
     ReasoningSplitter,
     prompt_opens_reasoning,
     split_reasoning,

@@ -4,7 +4,6 @@ engine, per API key, with a TTL; hits replayed as the client asked, counted and 
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -18,10 +17,10 @@ from deepseek_runtime.doors.openai.app import build_app
 from deepseek_runtime.doors.response_cache import ResponseCache, request_key
 from deepseek_runtime.doors.services import Services
 from deepseek_runtime.guards.audit import AuditLog
-from deepseek_runtime.guards.keys import ApiKey, Guard, Role, hash_key
+from deepseek_runtime.guards.keys import Guard, Principal, Role, hash_key
 from deepseek_runtime.guards.output_filter import OutputFilter
-from deepseek_runtime.server.metrics import RuntimeMetrics
-from deepseek_runtime.server.settings import ServerSettings
+from deepseek_runtime.metrics import RuntimeMetrics
+from deepseek_runtime.settings import ServerSettings
 
 ALICE = {"Authorization": "Bearer sk-alice"}
 BOB = {"Authorization": "Bearer sk-bob"}
@@ -65,7 +64,7 @@ def test_the_key_names_the_tenant_and_ignores_only_delivery() -> None:
 @pytest.fixture
 def served(tmp_path: Path) -> Iterator[tuple[TestClient, Services, FakeEngine]]:
     engine = FakeEngine(token_delay_s=0.01)
-    keys = {hash_key(k): ApiKey(name, Role.INFERENCE, hash_key(k))
+    keys = {hash_key(k): Principal(name, Role.INFERENCE)
             for name, k in [("alice", "sk-alice"), ("bob", "sk-bob")]}  # fmt: skip
     svc = Services(ServerSettings(), Guard(keys, None), RuntimeMetrics(), OutputFilter([]),
                    AuditLog(tmp_path / "audit.log"), ResponseCache(16, 60.0))  # fmt: skip
@@ -81,18 +80,16 @@ def completion(client: TestClient, body: dict[str, Any], headers: dict[str, str]
     return response
 
 
-def test_a_repeat_is_answered_from_the_cache_fast(
+def test_a_repeat_is_answered_from_the_cache_without_the_engine(
     served: tuple[TestClient, Services, FakeEngine],
 ) -> None:
     client, svc, engine = served
     first = completion(client, ASK, ALICE).json()
-    started = time.perf_counter()
     again = completion(client, ASK, ALICE).json()
-    hit_s = time.perf_counter() - started
-    assert len(engine.submitted) == 1  # the engine never saw the repeat
+    # The engine never saw the repeat (how fast a hit is: bench/prefix_cache.py, not a timer here).
+    assert len(engine.submitted) == 1
     assert again["choices"] == first["choices"] and again["usage"] == first["usage"]
     assert again["id"] != first["id"]
-    assert hit_s < 0.05  # ~1-2 ms here; the engine took 6 x 10 ms for the first
     metrics = client.get("/metrics").text
     assert 'deepseek_response_cache_total{result="hit"} 1.0' in metrics
     assert 'deepseek_response_cache_total{result="miss"} 1.0' in metrics

@@ -17,10 +17,10 @@ from deepseek_runtime.doors.services import Services
 from deepseek_runtime.doors.triton.models import TritonModels
 from deepseek_runtime.doors.triton.server import ensure_libpython_first, triton_model_name
 from deepseek_runtime.doors.triton.tensors import RequestRefused, parse_request
-from deepseek_runtime.guards.keys import ApiKey, Guard, RateLimiter, Role, hash_key
+from deepseek_runtime.guards.keys import Guard, Principal, RateLimiter, Role, hash_key
 from deepseek_runtime.guards.output_filter import OutputFilter
-from deepseek_runtime.server.metrics import RuntimeMetrics
-from deepseek_runtime.server.settings import ServerSettings
+from deepseek_runtime.metrics import RuntimeMetrics
+from deepseek_runtime.settings import ServerSettings
 
 
 def request(text: bytes = b"hello", batched: bool = False, key: str | None = None,
@@ -35,7 +35,7 @@ def request(text: bytes = b"hello", batched: bool = False, key: str | None = Non
 
 def door(chunk_s: float = 0.0, keys: bool = False, delay: float = 0.0) -> tuple[TritonModels, Any]:
     engine = FakeEngine(lambda p: "abcdefghij" * 3, token_delay_s=delay)
-    key_map = {hash_key("k"): ApiKey("app", Role.INFERENCE, hash_key("k"))} if keys else None
+    key_map = {hash_key("k"): Principal("app", Role.INFERENCE)} if keys else None
     svc = Services(ServerSettings(), Guard(key_map, RateLimiter(0, 1)),
                    RuntimeMetrics(), OutputFilter([]))  # fmt: skip
     svc.attach(engine)

@@ -9,7 +9,7 @@ import pytest
 
 from deepseek_runtime.server.cli import build_parser
 from deepseek_runtime.server.flags import flag_name
-from deepseek_runtime.server.settings import ServerSettings, load_settings
+from deepseek_runtime.settings import ServerSettings, load_settings
 
 
 def serve_parser() -> argparse.ArgumentParser:

@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 
 from deepseek_runtime.server.cli import build_parser
-from deepseek_runtime.server.settings import ServerSettings, load_settings
 from deepseek_runtime.server.startup import StartupError
 from deepseek_runtime.server.worker import place, settings_file
+from deepseek_runtime.settings import ServerSettings, load_settings
 
 
 def test_a_child_rank_resolves_exactly_the_parents_settings(tmp_path: Path) -> None:

@@ -20,11 +20,11 @@ from typing import Any
 
 import torch
 
-from deepseek_runtime.engine import sampling
-from deepseek_runtime.engine.kvcache import PagedCache, layout
 from deepseek_runtime.engine.scheduler import ScheduledBatch
 from deepseek_runtime.engine.sequence import Sequence
 from deepseek_runtime.engine.step import StepInput
+from deepseek_runtime.runner import sampling
+from deepseek_runtime.runner.kvcache import PagedCache, layout
 
 
 class ModelRunner:

@@ -13,8 +13,8 @@ from collections.abc import Sequence
 
 import torch
 
-from deepseek_runtime.engine.cpu_kernels import argmax_rows
 from deepseek_runtime.engine.protocol import SamplingParams
+from deepseek_runtime.runner.cpu_kernels import argmax_rows
 
 
 def make_generator(params: SamplingParams, device: torch.device) -> torch.Generator | None:

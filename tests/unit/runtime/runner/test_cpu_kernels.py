@@ -6,8 +6,8 @@ import pytest
 import torch
 from torch import nn
 
-from deepseek_runtime.engine import cpu_kernels
-from deepseek_runtime.engine.cpu_kernels import InputMajorLinear, argmax_rows, tune_output_head
+from deepseek_runtime.runner import cpu_kernels
+from deepseek_runtime.runner.cpu_kernels import InputMajorLinear, argmax_rows, tune_output_head
 
 
 @pytest.mark.parametrize("vocab", [7, 128, 129, 640, 1000, 32000])

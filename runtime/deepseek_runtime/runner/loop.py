@@ -20,7 +20,6 @@ import torch
 
 from deepseek_runtime.engine.blocks import blocks_for
 from deepseek_runtime.engine.config import EngineConfig
-from deepseek_runtime.engine.cpu_kernels import tune_output_head
 from deepseek_runtime.engine.output import OutputProcessor
 from deepseek_runtime.engine.protocol import (
     ABORT_WAIT_S,
@@ -33,12 +32,13 @@ from deepseek_runtime.engine.protocol import (
     QueueFullError,
 )
 from deepseek_runtime.engine.requests import make_sequence
-from deepseek_runtime.engine.runner import ModelRunner
 from deepseek_runtime.engine.scheduler import Scheduler
 from deepseek_runtime.engine.sequence import Sequence
 from deepseek_runtime.engine.step import StepInput
 from deepseek_runtime.engine.stream import RequestStream
 from deepseek_runtime.model.loader import LoadedModel
+from deepseek_runtime.runner.cpu_kernels import tune_output_head
+from deepseek_runtime.runner.model_runner import ModelRunner
 
 log = logging.getLogger(__name__)
 

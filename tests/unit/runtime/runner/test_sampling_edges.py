@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from deepseek_runtime.engine.protocol import SamplingParams
-from deepseek_runtime.engine.sampling import sample
+from deepseek_runtime.runner.sampling import sample
 
 
 def test_tiny_temperature_is_greedy() -> None:

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from deepseek_runtime.server.cli import build_parser
-from deepseek_runtime.server.settings import ServerSettings, SettingsError, load_settings
+from deepseek_runtime.settings import ServerSettings, SettingsError, load_settings
 
 
 def cli_values(*argv: str) -> dict:
