@@ -30,6 +30,10 @@ control-plane: ## build etcd, the Kubernetes control plane, kubelet, kube-proxy,
 	bash hack/build-control-plane.sh
 	bash hack/build-kube-router.sh
 
+.PHONY: metrics-stack
+metrics-stack: ## build Prometheus and prometheus-adapter for the cluster's autoscaling (cached)
+	bash hack/build-metrics-stack.sh
+
 .PHONY: node-packages
 node-packages: ## containerd, runc, CNI plugins, buildah, mmdebstrap from Debian (only what is missing)
 	bash hack/node-packages.sh
@@ -39,8 +43,8 @@ images: install control-plane node-packages ## build the operator and runtime im
 	PYTHONPATH=hack $(PY) -m localcluster images
 
 .PHONY: cluster-up
-cluster-up: install control-plane node-packages images ## local control plane, two fake 8-GPU nodes and one real node
-	bash hack/cluster-up.sh --real-node
+cluster-up: install control-plane metrics-stack node-packages images ## local control plane, two fake 8-GPU nodes, one real node, Prometheus + prometheus-adapter
+	bash hack/cluster-up.sh --real-node --metrics
 
 .PHONY: cluster-down
 cluster-down: ## stop the local control plane (only the processes it started)
@@ -74,11 +78,11 @@ test-runtime: install ## real runtime servers (Triton + OpenAI API) with real cl
 	$(PY) -m pytest tests/runtime -m runtime $(PYTEST_ARGS)
 
 .PHONY: test-cluster
-test-cluster: install control-plane node-packages images ## end-to-end on a real kube-apiserver with kubectl and helm
+test-cluster: install control-plane metrics-stack node-packages images ## end-to-end on a real kube-apiserver with kubectl and helm
 	$(PY) -m pytest tests/cluster -m cluster $(PYTEST_ARGS)
 
 .PHONY: test
-test: install control-plane node-packages images lint ## everything CI runs: lint, unit, runtime and cluster suites
+test: install control-plane metrics-stack node-packages images lint ## everything CI runs: lint, unit, runtime and cluster suites
 	$(PY) -m pytest tests $(PYTEST_ARGS)
 
 .PHONY: demo
@@ -86,7 +90,11 @@ demo: install control-plane node-packages images ## local cluster + operator + e
 	bash hack/demo.sh
 
 .PHONY: bench
-bench: bench-reconcile bench-runtime bench-decode bench-prefix bench-tp bench-cpu ## every benchmark; tables land in bench/results/
+bench: bench-reconcile bench-runtime bench-decode bench-prefix bench-tp bench-cpu bench-autoscaling ## every benchmark; tables land in bench/results/
+
+.PHONY: bench-autoscaling
+bench-autoscaling: install control-plane metrics-stack node-packages images ## HPA episode on real pods (16 clients) -> bench/results/autoscaling.md + .png
+	$(PY) bench/autoscaling.py
 
 .PHONY: bench-reconcile
 bench-reconcile: install control-plane ## 1/50/300 CRs on the local control plane -> bench/results/reconcile.md

@@ -22,11 +22,21 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="add a real node (containerd, kubelet, kube-proxy) that runs the project's images",
     )
+    parser.add_argument(
+        "--metrics",
+        action="store_true",
+        help="with --real-node: Prometheus and prometheus-adapter (custom.metrics.k8s.io for HPAs)",
+    )
     args = parser.parse_args(argv)
     run_dir = cluster_dir(args.dir)
     try:
         if args.command == "up":
-            up(run_dir, skip_build=args.skip_build, real_node=args.real_node)
+            up(
+                run_dir,
+                skip_build=args.skip_build,
+                real_node=args.real_node,
+                with_metrics=args.metrics,
+            )
         elif args.command == "down":
             down(run_dir)
         elif args.command == "status":

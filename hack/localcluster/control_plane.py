@@ -117,6 +117,7 @@ def components(at: Layout) -> list[Component]:
                 f"--service-account-signing-key-file={at.pki / 'sa.key'}",
                 f"--token-auth-file={at.run_dir / 'tokens.csv'}",
                 *apiserver_node_flags(at),
+                *aggregation_flags(at),
                 # PodSecurity stays in the default admission chain: tests prove pods are restricted.
             ],
             f"{at.server}/readyz",
@@ -173,6 +174,20 @@ def apiserver_node_flags(at: Layout) -> list[str]:
         f"--kubelet-client-certificate={at.pki / 'kubelet-client.crt'}",
         f"--kubelet-client-key={at.pki / 'kubelet-client.key'}",
         "--kubelet-preferred-address-types=InternalIP",
+    ]
+
+
+def aggregation_flags(at: Layout) -> list[str]:
+    """The aggregation layer, so that an extension API server (prometheus-adapter serving
+    custom.metrics.k8s.io for the HPA) can be registered with an APIService; harmless unused."""
+    return [
+        f"--requestheader-client-ca-file={at.ca}",
+        "--requestheader-allowed-names=front-proxy-client",
+        "--requestheader-username-headers=X-Remote-User",
+        "--requestheader-group-headers=X-Remote-Group",
+        "--requestheader-extra-headers-prefix=X-Remote-Extra-",
+        f"--proxy-client-cert-file={at.pki / 'front-proxy-client.crt'}",
+        f"--proxy-client-key-file={at.pki / 'front-proxy-client.key'}",
     ]
 
 

@@ -9,7 +9,7 @@ import time
 import urllib.error
 from pathlib import Path
 
-from . import images, netpol, realnode
+from . import images, metrics, netpol, realnode
 from .api import Api, probe
 from .config import APISERVER_TIMEOUT_S, COMPONENT_TIMEOUT_S, NODE_IP, REPO, ClusterError, log
 from .control_plane import components, prepare, seed
@@ -60,13 +60,19 @@ def build_images(run_dir: Path) -> dict[str, str]:
     return built
 
 
-def up(run_dir: Path, skip_build: bool = False, real_node: bool = False) -> Path:
+def up(
+    run_dir: Path, skip_build: bool = False, real_node: bool = False, with_metrics: bool = False
+) -> Path:
+    if with_metrics and not real_node:
+        raise ClusterError("--metrics scrapes runtime pods, which need --real-node")
     if healthy(run_dir):
         state = read_state(run_dir) or {}
         if real_node and not state.get("real_node"):
             raise ClusterError(
                 f"the cluster in {run_dir} runs without the real node: `down` it first"
             )
+        if with_metrics and not state.get("metrics"):
+            raise ClusterError(f"the cluster in {run_dir} runs without --metrics: `down` it first")
         log(f"already up: export KUBECONFIG={run_dir / 'kubeconfig'}")
         return run_dir / "kubeconfig"
     if run_dir.exists():
@@ -74,6 +80,8 @@ def up(run_dir: Path, skip_build: bool = False, real_node: bool = False) -> Path
         down(run_dir)
     started = time.monotonic()
     built = node_images() if real_node else {}
+    if with_metrics and not skip_build:
+        metrics.build()
     if real_node:
         log(f"images ready after {time.monotonic() - started:.0f}s")
         if not skip_build:
@@ -121,6 +129,8 @@ def up(run_dir: Path, skip_build: bool = False, real_node: bool = False) -> Path
             }
             write_state(run_dir, state)
             realnode.start(node, built, api, at.kubeconfig, launch)
+        if with_metrics:
+            metrics.start(run_dir, api, at.bin_dir / "helm", launch, state)
     except BaseException as error:
         # Stop what we started but keep the run dir: its logs say what went wrong.
         realnode.down(run_dir, state, at.bin_dir)

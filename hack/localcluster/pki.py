@@ -100,6 +100,9 @@ def write_certificates(pki: Path) -> None:
     client_key, client_cert = leaf(
         "kube-apiserver-kubelet-client", ExtendedKeyUsageOID.CLIENT_AUTH, []
     )
+    # The aggregation layer: the API server proxies custom.metrics.k8s.io to prometheus-adapter
+    # with this client certificate, which the adapter trusts for the X-Remote-User headers.
+    proxy_key, proxy_cert = leaf("front-proxy-client", ExtendedKeyUsageOID.CLIENT_AUTH, [])
 
     # RSA: every Kubernetes version signs and verifies service-account tokens with it.
     sa_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
@@ -110,11 +113,15 @@ def write_certificates(pki: Path) -> None:
     (pki / "serving.key").write_bytes(pem_key(serving_key))
     (pki / "kubelet-client.crt").write_bytes(client_cert.public_bytes(serialization.Encoding.PEM))
     (pki / "kubelet-client.key").write_bytes(pem_key(client_key))
+    (pki / "front-proxy-client.crt").write_bytes(
+        proxy_cert.public_bytes(serialization.Encoding.PEM)
+    )
+    (pki / "front-proxy-client.key").write_bytes(pem_key(proxy_key))
     (pki / "sa.key").write_bytes(pem_key(sa_key))
     (pki / "sa.pub").write_bytes(
         sa_key.public_key().public_bytes(
             serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
         )
     )
-    for key in ("ca.key", "serving.key", "kubelet-client.key", "sa.key"):
+    for key in ("ca.key", "serving.key", "kubelet-client.key", "front-proxy-client.key", "sa.key"):
         (pki / key).chmod(0o600)

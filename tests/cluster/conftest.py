@@ -68,7 +68,8 @@ def cluster() -> Iterator[Cluster]:
     already_up = _cluster_py("status", run_dir=run_dir).returncode == 0
     if not already_up:
         # localcluster runs the (idempotent, quiet when warm) build first.
-        result = _cluster_py("up", "--real-node", run_dir=run_dir)
+        # --metrics: Prometheus and prometheus-adapter, for the autoscaling tests.
+        result = _cluster_py("up", "--real-node", "--metrics", run_dir=run_dir)
         if result.returncode != 0:
             pytest.fail(
                 f"the local control plane did not start (python3 -m localcluster up):\n"
