@@ -24,7 +24,7 @@ from typing import Any
 
 from devkit.ports import free_ports
 
-from .api import Api
+from .api import Api, probe
 from .config import COMPONENT_TIMEOUT_S, HACK, ClusterError
 from .control_plane import Layout
 from .processes import Component, wait_for
@@ -199,7 +199,7 @@ def start(
     launch(manager)
     wait_for(
         f"{NAME} /healthz",
-        lambda: urllib.request.urlopen(manager.health_url, timeout=5).status == 200,
+        lambda: probe(manager.health_url, None),
         COMPONENT_TIMEOUT_S,
         manager,
     )
