@@ -8,7 +8,7 @@ counts groups; and the garbage collector removes everything with the resource.""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -164,10 +164,51 @@ def test_groups_run_on_the_kwok_gpu_nodes_scale_and_go_with_the_resource(
 
     # Deleting the resource: the garbage collector removes the LWS and, through it, the
     # StatefulSets, the pods and the groups' headless Services.
-    ns("delete", "dsd", "r1", "--wait=false")
+    delete_and_wait_collected(ns, "r1", describe)
 
-    def collected() -> bool:
-        left = ns("get", "lws,sts,pods,svc", "-o", "name").stdout.split()
-        return not left
 
-    wait_until(collected, TIMEOUT, "the groups collected", describe=describe)
+def delete_and_wait_collected(ns: Kubectl, name: str, describe: Callable[[], str]) -> None:
+    ns("delete", "dsd", name, "--wait=false")
+    wait_until(
+        lambda: not ns("get", "lws,sts,pods,svc", "-o", "name").stdout.split(),
+        TIMEOUT,
+        "the LWS, its StatefulSets, pods and Services collected",
+        describe=describe,
+    )
+
+
+def test_an_autoscaler_scales_the_groups_through_the_scale_subresource(
+    kubectl: Kubectl,
+    spare_gpu_nodes: tuple[str, ...],
+    namespace: str,
+    operator: OperatorProcess,
+) -> None:
+    """With an autoscaler the operator leaves the LWS's replicas alone: what the HPA (or KEDA)
+    writes to the scale subresource is what the controller runs and the status counts."""
+    ns = kubectl.ns(namespace)
+    autoscaling = {"autoscaling": {"minReplicas": 1, "maxReplicas": 2}}
+    ns.apply(dsd("r1", {**GROUP_SPEC, **autoscaling}))
+
+    def describe() -> str:
+        return operator.tail(40) + ns("get", "lws,sts,pods,hpa,events", "-o", "wide").stdout
+
+    hpa = wait_until(lambda: ns.get("hpa", "r1"), 60, "the HPA", describe=describe)
+    assert hpa["spec"]["scaleTargetRef"]["kind"] == "LeaderWorkerSet"
+    wait_until(lambda: running_groups(ns, "r1", 1, 2), TIMEOUT, "one group", describe=describe)
+
+    ns("scale", f"{LWS}/r1", "--replicas=2")
+    pods = wait_until(
+        lambda: running_groups(ns, "r1", 2, 2), TIMEOUT, "two groups", describe=describe
+    )
+    check_groups(kubectl, pods, 2, 2)
+    wait_until(lambda: groups_status(ns, "r1", 2), 60, "2/2 groups", describe=describe)
+    # A spec change (a new pod template: the groups roll one at a time) is applied without
+    # replicas: the autoscaler's two groups stay.
+    runtime = {"spec": {"runtime": {"maxQueueDelayMs": 10}}}
+    ns("patch", "dsd", "r1", "--type=merge", "-p", json.dumps(runtime))
+    wait_until(
+        lambda: groups_status(ns, "r1", 2), TIMEOUT, "2/2 groups after a change", describe=describe
+    )
+    assert (ns.get(LWS, "r1") or {})["spec"]["replicas"] == 2
+
+    delete_and_wait_collected(ns, "r1", describe)
