@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 from clusterkit import Kubectl, OperatorProcess, condition, dsd, wait_until
+from localcluster.lws import WEBHOOK_CONFIGS
 from localcluster.nodes import node_manifest
 
 pytestmark = pytest.mark.cluster
@@ -37,6 +38,18 @@ def node_ready(node: dict[str, Any] | None) -> bool:
     if node is None or (node["spec"].get("taints") or []):
         return False
     return (condition(node, "Ready") or {}).get("status") == "True"
+
+
+@pytest.fixture(autouse=True)
+def lws_controller(kubectl: Kubectl) -> None:
+    """The cluster runs the LWS controller (localcluster registers its webhooks once it
+    serves); a cluster started before it did is refused rather than left to time out."""
+    if kubectl.get("mutatingwebhookconfiguration", WEBHOOK_CONFIGS[0]) is None:
+        pytest.fail(
+            "this cluster runs no LeaderWorkerSet controller (hack/localcluster/lws.py): "
+            "`python3 -m localcluster down` it and start it again",
+            pytrace=False,
+        )
 
 
 @pytest.fixture
