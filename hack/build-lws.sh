@@ -12,10 +12,14 @@ source "$here/versions.env"
 bin="$(lws_bin)"
 target="$bin/lws-controller-manager"
 [[ -x "$target" ]] && exit 0
+mkdir -p "$bin"
+# Two checkouts building at once would race on the same output: the second waits, then finds it.
+exec 8>"$bin/.build.lock"
+flock 8
+[[ -x "$target" ]] && exit 0
 
 export CGO_ENABLED=0 GOTOOLCHAIN=local GOFLAGS=-mod=readonly
 printf '[build-lws] building the LeaderWorkerSet controller %s\n' "$LWS_VERSION" >&2
-mkdir -p "$bin"
 # `go install sigs.k8s.io/lws/cmd@VERSION` cannot be used: it also asks the module proxy for the
 # module's version list (to report deprecations), which the proxy here refuses. Building inside
 # the downloaded module (read-only, -mod=readonly) uses exactly its go.mod and go.sum instead.

@@ -180,6 +180,11 @@ def test_groups_run_on_the_kwok_gpu_nodes_scale_and_go_with_the_resource(
     delete_and_wait_collected(ns, "r1", describe)
 
 
+def hpa_target(ns: Kubectl, name: str) -> str:
+    (metric,) = (ns.get("hpa", name) or {})["spec"]["metrics"]
+    return str(metric["pods"]["target"]["averageValue"])
+
+
 def delete_and_wait_collected(ns: Kubectl, name: str, describe: Callable[[], str]) -> None:
     ns("delete", "dsd", name, "--wait=false")
     wait_until(
@@ -215,13 +220,13 @@ def test_an_autoscaler_scales_the_groups_through_the_scale_subresource(
     )
     check_groups(kubectl, pods, 2, 2)
     wait_until(lambda: groups_status(ns, "r1", 2), 60, "2/2 groups", describe=describe)
-    # A spec change (a new pod template: the groups roll one at a time) is applied without
-    # replicas: the autoscaler's two groups stay.
-    runtime = {"spec": {"runtime": {"maxQueueDelayMs": 10}}}
-    ns("patch", "dsd", "r1", "--type=merge", "-p", json.dumps(runtime))
-    wait_until(
-        lambda: groups_status(ns, "r1", 2), TIMEOUT, "2/2 groups after a change", describe=describe
-    )
+    # A change of the resource re-applies every child, the LWS without replicas: the
+    # autoscaler's two groups stay. (The autoscaler's own setting: the pods, and so the
+    # groups, stay as they are.)
+    target = {"spec": {"autoscaling": {"targetQueueLength": 4}}}
+    ns("patch", "dsd", "r1", "--type=merge", "-p", json.dumps(target))
+    wait_until(lambda: hpa_target(ns, "r1") == "4", 60, "the HPA re-applied", describe=describe)
+    wait_until(lambda: groups_status(ns, "r1", 2), 60, "2/2 groups after it", describe=describe)
     assert (ns.get(LWS, "r1") or {})["spec"]["replicas"] == 2
 
     delete_and_wait_collected(ns, "r1", describe)
