@@ -26,7 +26,7 @@ $(STAMP): pyproject.toml
 install: $(STAMP) ## create .venv with the project, the runtime and the dev tools
 
 .PHONY: control-plane
-control-plane: ## build etcd, the Kubernetes control plane, kubelet, kube-proxy, kwok, helm, kube-router (cached)
+control-plane: ## build etcd, the Kubernetes control plane, kubelet, kube-proxy, kwok, helm, lws, kube-router (cached)
 	bash hack/build-control-plane.sh
 	bash hack/build-kube-router.sh
 

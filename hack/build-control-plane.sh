@@ -105,6 +105,9 @@ build_helm
 build_kwok
 build_etcd
 build_kubernetes
+# The LeaderWorkerSet controller the local cluster runs beside the control plane: its own script,
+# its own cache folder (a version of its own).
+bash "$here/build-lws.sh"
 # Quiet when warm: callers (cluster-up, the test fixtures) run this every time.
 ((built)) && log "ready in $bin"
 exit 0

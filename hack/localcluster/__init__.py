@@ -1,8 +1,8 @@
 """A real Kubernetes cluster on this machine, for the tests, the benchmarks and the demo.
 
-etcd, kube-apiserver, controller-manager, scheduler and kwok (two fake 8-GPU nodes), built from
-their Go modules by hack/build-control-plane.sh. Standard library plus `cryptography` only, so it
-runs before (or without) `make install`.
+etcd, kube-apiserver, controller-manager, scheduler, kwok (two fake 8-GPU nodes) and the
+LeaderWorkerSet controller (lws), built from their Go modules by hack/build-control-plane.sh.
+Standard library plus `cryptography` only, so it runs before (or without) `make install`.
 
     python3 -m localcluster up      # from hack/: idempotent, reuses a healthy cluster
     python3 -m localcluster down    # stops only the pids recorded in the run dir, removes it
@@ -15,5 +15,6 @@ Modules: config (paths, versions, address ranges), pki (certificates), processes
 stop by pid), api (a client without a client library), nodes (the fake GPU nodes), control_plane
 (the components and their flags), images (buildah), node_config and realnode (the real
 node: containerd, kubelet, kube-proxy on a bridge of its own), netpol (its NetworkPolicy agent,
-kube-router's firewall controller), lifecycle (up/down), cli.
+kube-router's firewall controller), lws (LeaderWorkerSet: CRD, controller, webhooks on loopback),
+metrics (Prometheus, prometheus-adapter), lifecycle (up/down), cli.
 """

@@ -9,7 +9,7 @@ import time
 import urllib.error
 from pathlib import Path
 
-from . import images, metrics, netpol, realnode
+from . import images, lws, metrics, netpol, realnode
 from .api import Api, probe
 from .config import APISERVER_TIMEOUT_S, COMPONENT_TIMEOUT_S, NODE_IP, REPO, ClusterError, log
 from .control_plane import components, prepare, seed
@@ -118,6 +118,7 @@ def up(
             wait_healthy(item, at.ca)
         api = Api(at.server, token, at.ca)
         seed(api, kwok, controller_manager)
+        lws.start(at, api, launch, state)
         if real_node:
             node = realnode.layout(run_dir, at.bin_dir)
             realnode.write_configs(node, built["pause"], at.ca, at.kubeconfig)

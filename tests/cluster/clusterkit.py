@@ -53,7 +53,7 @@ RESTRICTED = {
 def versions() -> dict[str, str]:
     script = (
         f'source "{HACK}/versions.env" && printf "%s\\n" "K8S_VERSION=$K8S_VERSION" '
-        '"BIN=$(control_plane_bin)"'
+        '"BIN=$(control_plane_bin)" "LWS_VERSION=$LWS_VERSION"'
     )
     out = subprocess.run(["bash", "-c", script], check=True, capture_output=True, text=True)
     return dict(line.split("=", 1) for line in out.stdout.splitlines() if "=" in line)

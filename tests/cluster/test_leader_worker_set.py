@@ -1,9 +1,9 @@
 """A model larger than one node runs as a LeaderWorkerSet (sigs.k8s.io/lws) on the real API
 server: without its CRD the resource says what to install and nothing is applied; with the CRD
-of the LWS Go module (taken from the module cache, as hack/ takes kwok's stages) every child is
-accepted by the real schemas, the workload kind follows the plan, and the garbage collector
-removes the group with its resource. That groups land on the kwok GPU nodes and scale needs
-the LWS controller in the local cluster: the last test says when it is there."""
+of the LWS Go module (the local cluster installs it with its controller; a cluster without it
+gets it from the module cache here) every child is accepted by the real schemas and the LWS
+webhooks, the workload kind follows the plan, and the garbage collector removes the group with
+its resource. test_leader_worker_set_groups runs the groups with the controller."""
 
 from __future__ import annotations
 
@@ -17,12 +17,20 @@ from typing import Any
 
 import pytest
 import yaml
-from clusterkit import VENV_BIN, Kubectl, OperatorProcess, condition, dsd, wait_until
+from clusterkit import (
+    VENV_BIN,
+    Kubectl,
+    OperatorProcess,
+    condition,
+    dsd,
+    versions,
+    wait_until,
+)
 
 pytestmark = pytest.mark.cluster
 
 LWS_MODULE = "sigs.k8s.io/lws"
-LWS_VERSION = "v0.8.0"
+LWS_VERSION = versions()["LWS_VERSION"]  # hack/versions.env, as the local cluster
 LWS = "leaderworkersets.leaderworkerset.x-k8s.io"  # the CRD's name and kubectl's resource
 # DeepSeek-R1 in int8: 8 GPUs on each of 2 nodes per replica on the fake nodes' 80 GB GPUs,
 # which both serve it (no product pinned): one pod on each node.
