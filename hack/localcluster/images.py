@@ -10,6 +10,7 @@ gets a new tag. buildah's store lives in the cache outside the repository.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import hashlib
 import os
 import subprocess
@@ -245,14 +246,18 @@ def load(ref: str, containerd_socket: Path) -> None:
 def build_all(venv: Path) -> dict[str, str]:
     """Every image the real node runs, by role."""
     STORE.mkdir(parents=True, exist_ok=True)
-    buildah("rm", "--all")  # working containers a killed build left behind
-    base = debian_base()
-    return {
-        "pause": pause_image(),
-        "operator": project_image("deepseek-operator", REPO / "operator" / "Dockerfile", base),
-        "runtime": project_image(
-            "deepseek-runtime",
-            REPO / "runtime" / "Dockerfile",
-            runtime_dependencies(base, venv),
-        ),
-    }
+    # One build at a time per store: two checkouts building at once (CI beside a working tree)
+    # would remove each other's working containers below.
+    with open(STORE / "build.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        buildah("rm", "--all")  # working containers a killed build left behind
+        base = debian_base()
+        return {
+            "pause": pause_image(),
+            "operator": project_image("deepseek-operator", REPO / "operator" / "Dockerfile", base),
+            "runtime": project_image(
+                "deepseek-runtime",
+                REPO / "runtime" / "Dockerfile",
+                runtime_dependencies(base, venv),
+            ),
+        }
