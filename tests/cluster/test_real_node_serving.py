@@ -70,12 +70,15 @@ def test_triton_door_and_metrics_through_the_service(smollm2: Served) -> None:
     assert client.is_model_ready(batched)
     prompt = np.array([[b"The capital of France is"]], dtype=object)
     max_tokens = np.array([[8]], dtype=np.int32)
+    greedy = np.array([[0.0]], dtype=np.float32)  # the door samples at 1.0 unless told
     inputs = [
         triton_http.InferInput("text_input", list(prompt.shape), "BYTES"),
         triton_http.InferInput("max_tokens", list(max_tokens.shape), "INT32"),
+        triton_http.InferInput("temperature", list(greedy.shape), "FP32"),
     ]
     inputs[0].set_data_from_numpy(prompt)
     inputs[1].set_data_from_numpy(max_tokens)
+    inputs[2].set_data_from_numpy(greedy)
     result = client.infer(batched, inputs)
     assert b"Paris" in result.as_numpy("text_output")[0][0]
     assert 1 <= result.as_numpy("completion_tokens")[0][0] <= 8
