@@ -28,6 +28,8 @@ say() { printf '\n\033[1m==> %s\033[0m\n' "$*"; }
 cleanup() {
   local status=$?
   trap - INT TERM EXIT
+  # The waiting `sleep` below would outlive us, holding whatever file descriptors we hold.
+  jobs -p | xargs -r kill 2>/dev/null || true
   say "cleaning up"
   if ((started_cluster)); then
     bash hack/cluster-down.sh
