@@ -31,24 +31,18 @@ from localcluster import config as cluster_config  # noqa: E402
 from localcluster.lifecycle import down, up  # noqa: E402
 from localcluster.state import healthy, read_state  # noqa: E402
 from realnode import (  # noqa: E402
+    AUTOSCALED,
+    AUTOSCALING,
     RELEASE,
+    autoscaled_objects,
     install_operator,
-    integrity_manifest,
     node_images,
-    smollm2_objects,
     wait_serving,
 )
 
 from autoscaling_report import Episode, write_report  # noqa: E402
 
-NAME = "smollm2-auto"
-AUTOSCALING = {
-    "mode": "hpa",
-    "minReplicas": 1,
-    "maxReplicas": 3,
-    "targetQueueLength": 2,
-    "scaleDownStabilizationSeconds": 20,
-}
+NAME = AUTOSCALED
 
 
 def log(message: str) -> None:
@@ -124,12 +118,7 @@ def main(argv: list[str] | None = None) -> int:
         images = node_images(run_dir)
         operator = install_operator(kubectl, helm, images["operator"])
         ns = kubectl.ns(operator.watched)
-        config_map, cr = smollm2_objects(NAME, images["runtime"], integrity_manifest())
-        cr["spec"]["autoscaling"] = AUTOSCALING
-        cr["spec"]["runtime"]["maxConcurrentSequences"] = 2
-        # Three replicas' CPU requests fit the real node's two cores beside the operator's pod.
-        cr["spec"]["resources"]["cpu"] = "250m"
-        ns.apply(config_map, cr)
+        ns.apply(*autoscaled_objects(images["runtime"]))
         served = wait_serving(ns, NAME)
         log(f"{NAME} serving on {served.cluster_ip}; waiting for the HPA to read the metric")
         wait_until(lambda: hpa_reads_metric(ns), 180, "the HPA reading the queue", interval=2)

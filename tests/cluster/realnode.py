@@ -123,6 +123,29 @@ def smollm2_objects(name: str, runtime_image: str, manifest: str) -> list[dict[s
     return [config_map, cr]
 
 
+AUTOSCALED = "smollm2-auto"
+AUTOSCALING = {
+    "mode": "hpa",
+    "minReplicas": 1,
+    "maxReplicas": 3,
+    "targetQueueLength": 2,
+    # Short, so an episode ends with the scale-down; the default (300 s) guards against flapping.
+    "scaleDownStabilizationSeconds": 20,
+}
+
+
+def autoscaled_objects(runtime_image: str) -> list[dict[str, Any]]:
+    """SmolLM2 with autoscaling 1..3 (the autoscaling test and bench/autoscaling.py). Two
+    sequences at a time per pod (the example allows 8), so that 16 clients make a queue that two
+    cores can drain."""
+    config_map, cr = smollm2_objects(AUTOSCALED, runtime_image, integrity_manifest())
+    cr["spec"]["autoscaling"] = AUTOSCALING
+    cr["spec"]["runtime"]["maxConcurrentSequences"] = 2
+    # Three replicas' CPU requests must fit the real node's two cores beside the operator's pod.
+    cr["spec"]["resources"]["cpu"] = "250m"
+    return [config_map, cr]
+
+
 @dataclass(frozen=True)
 class Served:
     name: str

@@ -20,20 +20,19 @@ import pytest
 from clusterkit import Kubectl, condition, describe, pods_of, wait_until
 from devkit.episode import Sampler, prometheus_query
 from devkit.loadgen import Load
-from realnode import RealOperator, describe_pods, integrity_manifest, node_images, smollm2_objects
+from realnode import (
+    AUTOSCALED,
+    AUTOSCALING,
+    RealOperator,
+    autoscaled_objects,
+    describe_pods,
+    node_images,
+)
 from realnode import wait_serving as wait_serving_pod
 
 pytestmark = pytest.mark.timeout(1800)
 
-NAME = "smollm2-auto"
-AUTOSCALING = {
-    "mode": "hpa",
-    "minReplicas": 1,
-    "maxReplicas": 3,
-    "targetQueueLength": 2,
-    # Short, so the test sees the scale-down; the default (300 s) guards against flapping.
-    "scaleDownStabilizationSeconds": 20,
-}
+NAME = AUTOSCALED
 APISERVICE = "v1beta1.custom.metrics.k8s.io"
 HPA_PERIOD = 15.0  # kube-controller-manager's default --horizontal-pod-autoscaler-sync-period
 SCALE_UP_TIMEOUT = 600.0  # the second pod loads the model on two cores busy with the load
@@ -56,16 +55,9 @@ def metrics_state(run_dir: Path) -> dict[str, Any]:
 def autoscaled(
     cluster: Any, kubectl: Kubectl, real_operator: RealOperator
 ) -> Iterator[tuple[Kubectl, str]]:
-    """SmolLM2 with autoscaling, Ready with one pod. Two sequences at a time per pod (the
-    example allows 8), so that 16 clients make a queue that two cores can drain."""
-    images = node_images(cluster.run_dir)
+    """SmolLM2 with autoscaling, Ready with one pod."""
     ns = kubectl.ns(real_operator.watched)
-    config_map, cr = smollm2_objects(NAME, images["runtime"], integrity_manifest())
-    cr["spec"]["autoscaling"] = AUTOSCALING
-    cr["spec"]["runtime"]["maxConcurrentSequences"] = 2
-    # Three replicas' CPU requests must fit the real node's two cores beside the operator's pod.
-    cr["spec"]["resources"]["cpu"] = "250m"
-    ns.apply(config_map, cr)
+    ns.apply(*autoscaled_objects(node_images(cluster.run_dir)["runtime"]))
     served = wait_serving_pod(ns, NAME)
     yield ns, served.cluster_ip
     ns("delete", "dsd", NAME, "--wait=false", check=False)
