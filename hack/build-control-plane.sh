@@ -12,11 +12,7 @@ here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 source "$here/versions.env"
 
 bin="$(control_plane_bin)"
-mkdir -p "$bin"
-# Two checkouts building at once (CI beside a working tree) would race on the same outputs: the
-# second waits for the first, then finds what it built.
-exec 9>"$bin/.build.lock"
-flock 9
+lock_cache "$bin"
 work="${DEEPSEEK_CACHE}/build"
 mkdir -p "$work"
 export GOFLAGS="-mod=mod" CGO_ENABLED=0 GOTOOLCHAIN=local

@@ -9,7 +9,7 @@ here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 source "$here/versions.env"
 
 bin="$(metrics_stack_bin)"
-mkdir -p "$bin"
+lock_cache "$bin"
 work="${DEEPSEEK_CACHE}/build"
 mkdir -p "$work"
 export GOFLAGS="-mod=mod" CGO_ENABLED=0 GOTOOLCHAIN=local
