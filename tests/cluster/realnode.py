@@ -40,16 +40,22 @@ RELEASE = "rn-operator"
 SERVE_TIMEOUT = 600.0  # a cold model load on two busy cores, plus the init container
 
 
-def node_images(run_dir: Path) -> dict[str, str]:
+def cluster_part(run_dir: Path, key: str, flag: str) -> dict[str, Any]:
+    """What the cluster's state records of a part `up FLAG` starts; a clear failure, naming the
+    flag, when the cluster in `run_dir` was started without it."""
     state = json.loads((run_dir / "state.json").read_text())
-    node = state.get("real_node")
-    if not node:
+    part: dict[str, Any] | None = state.get(key)
+    if not part:
         pytest.fail(
-            f"the cluster in {run_dir} has no real node: `make cluster-down`, then the suite "
-            "starts one with --real-node",
+            f"the cluster in {run_dir} runs without {flag}: `make cluster-down`, then the suite "
+            f"starts one with {flag}",
             pytrace=False,
         )
-    images: dict[str, str] = node["images"]
+    return part
+
+
+def node_images(run_dir: Path) -> dict[str, str]:
+    images: dict[str, str] = cluster_part(run_dir, "real_node", "--real-node")["images"]
     return images
 
 

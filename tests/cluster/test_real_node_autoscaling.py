@@ -11,7 +11,6 @@ request fails in either direction.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -25,6 +24,7 @@ from realnode import (
     AUTOSCALING,
     RealOperator,
     autoscaled_objects,
+    cluster_part,
     describe_pods,
     node_images,
 )
@@ -40,15 +40,7 @@ SCALE_DOWN_TIMEOUT = 240.0
 
 
 def metrics_state(run_dir: Path) -> dict[str, Any]:
-    state = json.loads((run_dir / "state.json").read_text())
-    if not state.get("metrics"):
-        pytest.fail(
-            f"the cluster in {run_dir} runs without --metrics: `make cluster-down`; the suite "
-            "then starts one with Prometheus and prometheus-adapter",
-            pytrace=False,
-        )
-    metrics: dict[str, Any] = state["metrics"]
-    return metrics
+    return cluster_part(run_dir, "metrics", "--metrics")
 
 
 @pytest.fixture(scope="module")
