@@ -1,13 +1,14 @@
 #!/usr/bin/env python3
 """The embedded default on the CPU against llama.cpp's own server, in one run (issue 13).
 
-    .venv/bin/python bench/cpu_peer.py [--quick] [--no-peer] [--modes fp32,int8]
+    .venv/bin/python bench/cpu_peer.py [--quick] [--no-peer] [--modes fp32,int8,gguf]
                                        [--threads N] [--no-profile]
 
 Same GGUF file (the bundled SmolLM2-135M-Instruct, Q4_1) on both servers, one server at a
-time: `deepseek-runtime serve` (fp32, the exact default; int8, `--quantization int8`, its
-own mode) and `llama-server -np 16 -cb` (built by bench/llama_server.py from the
-llama-cpp-python sdist and cached outside the repository). The official `openai` client,
+time: `deepseek-runtime serve` (fp32, the exact default; int8, `--quantization int8`, and gguf,
+`--quantization gguf`, the GGUF's own blocks: modes of their own, not exact) and
+`llama-server -np 16 -cb` (built by bench/llama_server.py from the llama-cpp-python sdist and
+cached outside the repository). The official `openai` client,
 streaming chat completions, 64 new tokens, greedy, end-of-text ignored (both servers take
 `ignore_eos`), closed-loop at 1 and 16 concurrent clients. Reports tokens/s and TTFT p50, the
 ratios to llama.cpp from this same run, and the machine's load (`uptime`) at each level: the
@@ -123,8 +124,8 @@ def run_levels(name: str, base_url: str, model: str, plan: list[tuple[int, int]]
 def ours(mode: str, threads: int | None, workdir: Path) -> Iterator[tuple[str, str]]:
     argv = ["--no-triton", "--max-num-seqs", str(SLOTS), "--rate-limit-rps", "0",
             "--log-level", "warning", "--served-model-name", "smollm2"]  # fmt: skip
-    if mode == "int8":
-        argv += ["--quantization", "int8"]
+    if mode in ("int8", "gguf"):
+        argv += ["--quantization", mode]
     if threads is not None:
         argv += ["--torch-threads", str(threads)]
     server = start_server(workdir, *argv, env={"CUDA_VISIBLE_DEVICES": ""})
@@ -200,7 +201,8 @@ def render(levels: list[Level], args: argparse.Namespace, profile: str, started:
         f"client, {NEW_TOKENS} new tokens, greedy, `ignore_eos`; closed-loop clients; one "
         f"server at a time. llama.cpp: `llama-server -np {SLOTS} -cb` from llama-cpp-python "
         f"{llama_server.DEFAULT_VERSION}. Ours: `deepseek-runtime serve --max-num-seqs {SLOTS}`"
-        "; `ours int8` adds `--quantization int8` (not exact: its own mode). Ratios are tok/s "
+        "; `ours int8` adds `--quantization int8`, `ours gguf` `--quantization gguf` (the "
+        "GGUF's own 4/8-bit blocks; neither is exact: modes of their own). Ratios are tok/s "
         "(higher is better) and TTFT (lower is better) against llama.cpp in this run.",
         "",
         *rows,
@@ -214,7 +216,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer requests per level")
     parser.add_argument("--no-peer", action="store_true", help="skip llama.cpp (no build)")
-    parser.add_argument("--modes", default="fp32,int8", help="our modes: fp32, int8")
+    parser.add_argument("--modes", default="fp32,int8,gguf", help="our modes: fp32, int8, gguf")
     parser.add_argument("--threads", type=int, default=None, help="threads for both servers")
     parser.add_argument("--no-profile", action="store_true", help="skip the in-process profile")
     parser.add_argument("--output", type=Path, default=DEFAULT_OUTPUT)
