@@ -7,9 +7,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import openai
 import pytest
-from test_smollm2_server import QUESTION, server_model, triton_stream
+from test_smollm2_server import chat_answer, triton_stream
 
 from deepseek_runtime.model.compact import CompactCausalLM
 from deepseek_runtime.model.gguf_weights import BlockLinear
@@ -40,12 +39,7 @@ def test_every_linear_of_smollm2_runs_from_the_files_blocks(smollm2_gguf: Path) 
 
 
 def test_openai_door_knows_paris(gguf_server: Any) -> None:
-    client = openai.OpenAI(base_url=gguf_server.url("/v1"), api_key="unused", max_retries=0)
-    reply = client.chat.completions.create(
-        model=server_model(gguf_server), temperature=0, max_tokens=24,
-        messages=[{"role": "user", "content": QUESTION}],
-    )  # fmt: skip
-    assert "Paris" in (reply.choices[0].message.content or "")
+    assert "Paris" in chat_answer(gguf_server)
 
 
 def test_triton_door_knows_paris(gguf_server: Any) -> None:
