@@ -117,7 +117,7 @@ bench-tp: install ## serve with 1 vs 2 tensor-parallel ranks (gloo, CPU), 1 and 
 	$(PY) bench/tensor_parallel.py
 
 .PHONY: bench-cpu
-bench-cpu: install ## the embedded default (fp32, int8) vs llama.cpp's llama-server, built once and cached -> bench/results/cpu_peer.md
+bench-cpu: install ## the embedded default (fp32, int8, gguf) vs llama.cpp's llama-server, built once and cached -> bench/results/cpu_peer.md
 	$(PY) bench/cpu_peer.py
 
 .PHONY: clean

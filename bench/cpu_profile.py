@@ -3,7 +3,9 @@
 In one process, on the bundled SmolLM2 GGUF: the weights' size as loaded against the file,
 the torch thread count the server would use, torch.profiler's split of one decode step of
 transformers' model at 1 row, and decode-step times (median of interleaved rounds) at 1 and 16
-rows for transformers' model, the compact fp32 model and the compact int8 model.
+rows for transformers' model and the compact model in fp32, int8 and gguf (the GGUF's own
+blocks), the last also with one torch thread more than the server's (does a second thread
+help when the event loops are idle?).
 """
 
 from __future__ import annotations
@@ -48,16 +50,26 @@ def _profile_split(model: Any, config: Any) -> list[tuple[str, float]]:
     return [(e.key, e.self_cpu_time_total / total) for e in top]
 
 
+def _block_mib(model: Any) -> int:
+    from deepseek_runtime.model.gguf_weights import BlockLinear
+
+    tensors = [t for m in model.modules() if isinstance(m, BlockLinear)
+               for t in (m.qs, m.d, m.m) if t is not None]  # fmt: skip
+    return sum(t.numel() * t.element_size() for t in tensors) >> 20
+
+
 def profile_section(threads: int | None) -> str:
     import torch
 
     from deepseek_runtime.engine.config import EngineConfig
     from deepseek_runtime.model.compact import compact_model
     from deepseek_runtime.model.compact_weights import quantize_int8
+    from deepseek_runtime.model.gguf_weights import use_gguf_blocks
     from deepseek_runtime.model.loader import load_model
     from deepseek_runtime.model.source import default_model_path
 
-    torch.set_num_threads(threads or EngineConfig().resolved_torch_threads())
+    server_threads = threads or EngineConfig().resolved_torch_threads()
+    torch.set_num_threads(server_threads)
     loaded = load_model()
     hf = loaded.model
     config = hf.config
@@ -65,14 +77,19 @@ def profile_section(threads: int | None) -> str:
     file_mib = default_model_path().stat().st_size >> 20
     compact = compact_model(hf)
     int8 = quantize_int8(compact_model(hf), loaded.tokenizer)  # type: ignore[arg-type]
-    models = {"transformers fp32": hf, "compact fp32": compact, "compact int8": int8}
+    gguf = use_gguf_blocks(compact_model(hf), default_model_path())  # type: ignore[arg-type]
+    more = f"compact gguf, {server_threads + 1} threads"
+    models = {"transformers fp32": hf, "compact fp32": compact, "compact int8": int8,
+              "compact gguf": gguf, more: gguf}  # fmt: skip
     times: dict[tuple[str, int], list[float]] = {}
     with torch.inference_mode():
         split = _profile_split(hf, config)
         for _ in range(ROUNDS):  # interleaved, so a noisy neighbour hits every model alike
             for rows in (1, 16):
                 for name, model in models.items():
+                    torch.set_num_threads(server_threads + (name == more))
                     times.setdefault((name, rows), []).append(_decode_timer(model, config, rows)())
+        torch.set_num_threads(server_threads)
     lines = [
         "## Profile: where a decode step goes",
         "",
@@ -81,6 +98,8 @@ def profile_section(threads: int | None) -> str:
         "4-bit blocks directly. Decode is memory-bound: the matmuls dominate.",
         f"- torch threads in the serving process: {torch.get_num_threads()} (the engine "
         "leaves one core of two to the event loops); llama-server uses every core.",
+        f"- `--quantization gguf` keeps the file's blocks: {_block_mib(gguf)} MiB of block "
+        "weights (plus the fp32 embedding table, read one row per token).",
         "- torch.profiler, transformers' model, one decode step at 1 row (self CPU time): "
         + ", ".join(f"{name} {share:.0%}" for name, share in split)
         + ".",

@@ -1,11 +1,12 @@
 #!/usr/bin/env python3
-"""How far `--quantization int8` on CPU (model/compact_weights.py) moves from fp32.
+"""How far `--quantization int8` and `gguf` on CPU (compact_weights.py, gguf_weights.py)
+move from fp32.
 
     .venv/bin/python bench/cpu_quality.py [--tokens 40]
 
 On the bundled SmolLM2 GGUF: for each of four chat prompts, fp32's greedy continuation of
 --tokens tokens (4 x 40 = 160 in all) is fed to both models at once (teacher forcing), and the
-share of positions where int8's top-1 token is fp32's is reported, with each model's answer to
+share of positions where each mode's top-1 token is fp32's is reported, with each model's answer to
 "What is the capital of France?". Prints a small markdown table.
 """
 
@@ -50,26 +51,38 @@ def main() -> None:
 
     from deepseek_runtime.model.compact import compact_model
     from deepseek_runtime.model.compact_weights import quantize_int8
+    from deepseek_runtime.model.gguf_weights import use_gguf_blocks
     from deepseek_runtime.model.loader import load_model
+    from deepseek_runtime.model.source import default_model_path
 
     loaded = load_model()
     fp32, tokenizer = loaded.model, loaded.tokenizer
-    int8 = quantize_int8(compact_model(fp32), tokenizer)  # type: ignore[arg-type]
-    rows = ["| prompt | top-1 agreement |", "| --- | ---: |"]
-    agree = total = 0
+    modes = {
+        "int8": quantize_int8(compact_model(fp32), tokenizer),  # type: ignore[arg-type]
+        "gguf": use_gguf_blocks(compact_model(fp32), default_model_path()),  # type: ignore[arg-type]
+    }
+    rows = ["| prompt | " + " | ".join(f"{m} top-1 agreement" for m in modes) + " |",
+            "| --- |" + " ---: |" * len(modes)]  # fmt: skip
+    agree = dict.fromkeys(modes, 0)
+    total = 0
     with torch.inference_mode():
         for text in PROMPTS:
             ids = chat_ids(tokenizer, text)
             full = torch.tensor([ids + greedy(fp32, fp32.config, ids, args.tokens)])
-            picks = [m(full, use_cache=False).logits[0, len(ids) - 1 : -1].argmax(-1)
-                     for m in (fp32, int8)]  # fmt: skip
-            same = int((picks[0] == picks[1]).sum())
-            agree, total = agree + same, total + args.tokens
-            rows.append(f"| {text} | {same / args.tokens:.0%} |")
-        rows.append(f"| all {total} tokens | {agree / total:.1%} |")
+            want = fp32(full, use_cache=False).logits[0, len(ids) - 1 : -1].argmax(-1)
+            cells = []
+            for name, model in modes.items():
+                got = model(full, use_cache=False).logits[0, len(ids) - 1 : -1].argmax(-1)
+                same = int((got == want).sum())
+                agree[name] += same
+                cells.append(f"{same / args.tokens:.0%}")
+            total += args.tokens
+            rows.append(f"| {text} | " + " | ".join(cells) + " |")
+        rows.append(f"| all {total} tokens | "
+                    + " | ".join(f"{agree[m] / total:.1%}" for m in modes) + " |")  # fmt: skip
         france = chat_ids(tokenizer, PROMPTS[2])
         answers = {}
-        for name, model in (("fp32", fp32), ("int8", int8)):
+        for name, model in (("fp32", fp32), *modes.items()):
             answer = greedy(model, fp32.config, france, 12)
             answers[name] = tokenizer.decode(answer, skip_special_tokens=True)
     print("\n".join(rows))

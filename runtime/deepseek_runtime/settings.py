@@ -47,8 +47,9 @@ class ServerSettings(BaseModel):
     dtype: str = model_setting("auto", "auto | float32 | bfloat16 | float16")
     quantization: str = model_setting(
         "none",
-        "none | bf16 | fp16 | int8 | int4 | bnb-int8 | bnb-nf4 | awq | gptq | fp8 "
-        "(what this machine supports is checked at start-up)",
+        "none | bf16 | fp16 | int8 | int4 | bnb-int8 | bnb-nf4 | awq | gptq | fp8 | gguf "
+        "(gguf: a GGUF's own 4/8-bit blocks, CPU; what this machine supports is checked at "
+        "start-up)",
     )
     served_model_name: str | None = model_setting(
         None, "model id clients use (unset: from the model)"

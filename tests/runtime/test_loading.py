@@ -148,3 +148,6 @@ def test_gpu_combinations_are_planned_without_a_gpu() -> None:
     with pytest.raises(UnsupportedQuantizationError, match="already quantized with awq"):
         check_combination("auto", "int8", True, "awq")
     assert check_combination("auto", "none", False, None) == (torch.float32, "none")
+    assert check_combination("auto", "gguf", False, None) == (torch.float32, "gguf")
+    with pytest.raises(UnsupportedQuantizationError, match="not supported on a CUDA GPU"):
+        check_combination("auto", "gguf", True, None)  # the block kernels are CPU code

@@ -86,13 +86,18 @@ def server_model(server: RuntimeServer) -> str:
     return str(httpx.get(server.url("/v1/models"), timeout=10).json()["data"][0]["id"])
 
 
-def test_openai_chat_knows_paris(smollm2_server: RuntimeServer) -> None:
-    client = openai.OpenAI(base_url=smollm2_server.url("/v1"), api_key="unused", max_retries=0)
+def chat_answer(server: RuntimeServer) -> str:
+    """The server's greedy answer to QUESTION through the OpenAI door (not streamed)."""
+    client = openai.OpenAI(base_url=server.url("/v1"), api_key="unused", max_retries=0)
     reply = client.chat.completions.create(
-        model=server_model(smollm2_server), temperature=0, max_tokens=24,
+        model=server_model(server), temperature=0, max_tokens=24,
         messages=[{"role": "user", "content": QUESTION}],
     )  # fmt: skip
-    assert "Paris" in (reply.choices[0].message.content or "")
+    return reply.choices[0].message.content or ""
+
+
+def test_openai_chat_knows_paris(smollm2_server: RuntimeServer) -> None:
+    assert "Paris" in chat_answer(smollm2_server)
 
 
 def test_openai_chat_stream_knows_paris(smollm2_server: RuntimeServer) -> None:

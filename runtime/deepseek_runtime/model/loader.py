@@ -30,8 +30,8 @@ from deepseek_runtime.model.source import (
 
 @dataclass(slots=True, frozen=True)
 class LoadedModel:
-    model: Any  # a transformers PreTrainedModel (a causal LM), in eval mode; with int8 on CPU
-    # for the Llama family, a compact.CompactCausalLM (no `generate`)
+    model: Any  # a transformers PreTrainedModel (a causal LM), in eval mode; with int8 or gguf
+    # on CPU for the Llama family, a compact.CompactCausalLM (no `generate`)
     tokenizer: Any  # its transformers tokenizer
     model_name: str
     max_model_len: int
@@ -100,7 +100,8 @@ def load_model(
     model = _from_pretrained(source.directory, kwargs)
     if "device_map" not in kwargs and tensor_parallel_size == 1:
         model.to(torch.device(device or ("cuda" if cuda else "cpu")))
-    model = quantize_after_load(model.eval(), applied, cuda, tokenizer)
+    gguf = source.directory / source.gguf_file if source.gguf_file is not None else None
+    model = quantize_after_load(model.eval(), applied, cuda, tokenizer, gguf)
     text_config = model.config.get_text_config()
     eos_ids = _eos_token_ids(model, tokenizer)
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else (eos_ids or (0,))[0]

@@ -1,25 +1,29 @@
 """Which dtype and quantization this machine can run, and applying them.
 
 On CPU: bf16/fp16 casts and int8: for the Llama family the compact model with calibrated int8
-weights (compact_weights.py), for the rest torch dynamic int8 on nn.Linear. On a CUDA GPU also
-bitsandbytes (bnb-int8, bnb-nf4), torchao weight-only (int8, int4), FP8 on load, and checkpoints
-that arrive pre-quantized (AWQ, GPTQ, FP8), detected from config.json's quantization_config.
+weights (compact_weights.py), for the rest torch dynamic int8 on nn.Linear; and gguf: a Llama
+family GGUF's own 4/8-bit blocks kept as the compact model's weights (gguf_weights.py). On a
+CUDA GPU also bitsandbytes (bnb-int8, bnb-nf4), torchao weight-only (int8, int4), FP8 on load,
+and checkpoints that arrive pre-quantized (AWQ, GPTQ, FP8), detected from config.json's
+quantization_config.
 """
 
 from __future__ import annotations
 
 import warnings
+from pathlib import Path
 from typing import Any, Literal
 
 import torch
 
 Dtype = Literal["auto", "float32", "bfloat16", "float16"]
 Quantization = Literal[
-    "none", "bf16", "fp16", "int8", "int4", "bnb-int8", "bnb-nf4", "awq", "gptq", "fp8"
+    "none", "bf16", "fp16", "int8", "int4", "bnb-int8", "bnb-nf4", "awq", "gptq", "fp8", "gguf"
 ]
-CPU_QUANTIZATIONS: tuple[str, ...] = ("none", "bf16", "fp16", "int8")
-GPU_QUANTIZATIONS: tuple[str, ...] = (*CPU_QUANTIZATIONS, "int4", "bnb-int8", "bnb-nf4", "awq",
-                                      "gptq", "fp8")  # fmt: skip
+BOTH = ("none", "bf16", "fp16", "int8")
+CPU_QUANTIZATIONS: tuple[str, ...] = (*BOTH, "gguf")
+GPU_QUANTIZATIONS: tuple[str, ...] = (*BOTH, "int4", "bnb-int8", "bnb-nf4", "awq", "gptq", "fp8")
+KNOWN = (*GPU_QUANTIZATIONS, "gguf")
 PREQUANTIZED = ("awq", "gptq", "fp8")  # quant_method values of a checkpoint's quantization_config
 CHECKPOINT_ONLY = ("awq", "gptq")  # fp8 can also be applied on load (GPU)
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
@@ -38,7 +42,7 @@ def check_combination(
     where = "a CUDA GPU" if cuda else "CPU (no CUDA GPU found)"
     if dtype != "auto" and dtype not in DTYPES:
         raise UnsupportedQuantizationError(f"dtype {dtype!r}: use auto, {', '.join(DTYPES)}")
-    if quantization not in GPU_QUANTIZATIONS:
+    if quantization not in KNOWN:
         raise UnsupportedQuantizationError(
             f"unknown quantization {quantization!r}; on {where} use one of {', '.join(supported)}"
         )
@@ -69,9 +73,11 @@ def check_combination(
         if dtype != "auto" and DTYPES[dtype] != cast:
             raise UnsupportedQuantizationError(f"quantization {quantization} implies dtype {cast}")
         return cast, quantization
-    if quantization == "int8" and not cuda:
+    if quantization in ("int8", "gguf") and not cuda:
         if dtype not in ("auto", "float32"):
-            raise UnsupportedQuantizationError("int8 on CPU (dynamic) needs dtype float32 or auto")
+            raise UnsupportedQuantizationError(
+                f"{quantization} on CPU computes in float32: use dtype float32 or auto"
+            )
         return torch.float32, quantization
     if dtype == "auto":
         # GPUs take the checkpoint's dtype (None); CPUs float32, as fp16 kernels are slow there.
@@ -96,7 +102,11 @@ def quantization_config(quantization: str) -> Any:
     )
 
 
-def quantize_after_load(model: Any, quantization: str, cuda: bool, tokenizer: Any = None) -> Any:
+def quantize_after_load(
+    model: Any, quantization: str, cuda: bool, tokenizer: Any = None, gguf: Path | None = None
+) -> Any:
+    if quantization == "gguf":
+        return _gguf_blocks(model, gguf)
     if quantization == "int8" and not cuda and tokenizer is not None:
         # Llama family: the compact model with calibrated int8 weights (compact_weights.py),
         # 2x the decode speed of dynamic quantization on the demo model. Not exact.
@@ -125,3 +135,25 @@ def quantize_after_load(model: Any, quantization: str, cuda: bool, tokenizer: An
         config = Int8WeightOnlyConfig() if quantization == "int8" else Int4WeightOnlyConfig()
         quantize_(model, config)
     return model
+
+
+def _gguf_blocks(model: Any, gguf: Path | None) -> Any:
+    """The compact model computing from the GGUF's blocks (gguf_weights.py)."""
+    from deepseek_runtime.model.compact import compact_model
+    from deepseek_runtime.model.gguf_kernel import KernelUnavailableError
+    from deepseek_runtime.model.gguf_weights import use_gguf_blocks
+
+    if gguf is None:
+        raise UnsupportedQuantizationError(
+            "quantization gguf keeps a GGUF file's own blocks: the model must be a .gguf file"
+        )
+    compact = compact_model(model)
+    if compact is None:
+        raise UnsupportedQuantizationError(
+            f"quantization gguf needs a Llama-family model (this one is "
+            f"{getattr(model.config, 'model_type', '?')}); use none or int8"
+        )
+    try:
+        return use_gguf_blocks(compact, gguf)
+    except KernelUnavailableError as exc:
+        raise UnsupportedQuantizationError(f"quantization gguf: {exc}") from exc
