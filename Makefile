@@ -43,7 +43,7 @@ node-packages: ## containerd, runc, CNI plugins, buildah, mmdebstrap from Debian
 	bash hack/node-packages.sh
 
 .PHONY: images
-images: install control-plane node-packages ## build the operator and runtime images with buildah (cached by content)
+images: install node-packages ## build the operator and runtime images with buildah (cached by content)
 	PYTHONPATH=hack $(PY) -m localcluster images
 
 .PHONY: cluster-up

@@ -15,7 +15,6 @@ Writes bench/results/autoscaling.md and autoscaling.png (queue length and replic
 from __future__ import annotations
 
 import argparse
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -27,9 +26,7 @@ sys.path.insert(0, str(REPO / "tests" / "cluster"))  # the real-node suite's own
 from clusterkit import VENV_BIN, Helm, Kubectl, release_namespace, versions, wait_until  # noqa: E402
 from devkit.episode import Sampler, prometheus_query  # noqa: E402
 from devkit.loadgen import Load  # noqa: E402
-from localcluster import config as cluster_config  # noqa: E402
-from localcluster.lifecycle import down, up  # noqa: E402
-from localcluster.state import healthy, read_state  # noqa: E402
+from localcluster.state import read_state  # noqa: E402
 from realnode import (  # noqa: E402
     AUTOSCALED,
     AUTOSCALING,
@@ -41,6 +38,7 @@ from realnode import (  # noqa: E402
 )
 
 from autoscaling_report import Episode, write_report  # noqa: E402
+from bench_cluster import apply_crd, local_cluster  # noqa: E402
 
 NAME = AUTOSCALED
 
@@ -100,38 +98,28 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "autoscaling.md")
     args = parser.parse_args(argv)
 
-    run_dir = cluster_config.cluster_dir()
-    started_here = not healthy(run_dir)
-    if started_here:
-        up(run_dir, real_node=True, with_metrics=True)
-    state = read_state(run_dir) or {}
-    if not state.get("metrics"):
-        raise SystemExit(f"the cluster in {run_dir} runs without --metrics: down it first")
-    kubectl = Kubectl(VENV_BIN / "kubectl", run_dir / "kubeconfig")
-    helm = Helm(Path(versions()["BIN"]) / "helm", run_dir / "kubeconfig")
-    crd = subprocess.run(
-        [str(VENV_BIN / "deepseek-operator"), "crd"], check=True, capture_output=True, text=True
-    ).stdout
-    kubectl("apply", "--server-side", "--force-conflicts", "-f", "-", input=crd)
-    operator = None
-    try:
+    with local_cluster(real_node=True, with_metrics=True) as run_dir:
+        state = read_state(run_dir) or {}
+        if not state.get("metrics"):
+            raise SystemExit(f"the cluster in {run_dir} runs without --metrics: down it first")
+        apply_crd(run_dir / "kubeconfig")
+        kubectl = Kubectl(VENV_BIN / "kubectl", run_dir / "kubeconfig")
+        helm = Helm(Path(versions()["BIN"]) / "helm", run_dir / "kubeconfig")
         images = node_images(run_dir)
         operator = install_operator(kubectl, helm, images["operator"])
-        ns = kubectl.ns(operator.watched)
-        ns.apply(*autoscaled_objects(images["runtime"]))
-        served = wait_serving(ns, NAME)
-        log(f"{NAME} serving on {served.cluster_ip}; waiting for the HPA to read the metric")
-        wait_until(lambda: hpa_reads_metric(ns), 180, "the HPA reading the queue", interval=2)
-        result = episode(ns, served.cluster_ip, state["metrics"]["prometheus"], args)
-        write_report(result, args.out)
-        log(f"wrote {args.out} and {args.out.with_suffix('.png')}")
-    finally:
-        if operator is not None:
+        try:
+            ns = kubectl.ns(operator.watched)
+            ns.apply(*autoscaled_objects(images["runtime"]))
+            served = wait_serving(ns, NAME)
+            log(f"{NAME} serving on {served.cluster_ip}; waiting for the HPA to read the metric")
+            wait_until(lambda: hpa_reads_metric(ns), 180, "the HPA reading the queue", interval=2)
+            result = episode(ns, served.cluster_ip, state["metrics"]["prometheus"], args)
+            write_report(result, args.out)
+            log(f"wrote {args.out} and {args.out.with_suffix('.png')}")
+        finally:
             helm("uninstall", RELEASE, "--namespace", operator.namespace, "--wait", check=False)
             release_namespace(kubectl, operator.watched)
             release_namespace(kubectl, operator.namespace)
-        if started_here:
-            down(run_dir)
     return 0
 
 

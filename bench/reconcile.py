@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import subprocess
 import sys
 from pathlib import Path
 
@@ -29,12 +28,12 @@ from devkit.stats import percentile  # noqa: E402
 from kubernetes import client, config  # noqa: E402
 from localcluster import config as cluster_config  # noqa: E402
 from localcluster.api import Api  # noqa: E402
-from localcluster.lifecycle import down, up  # noqa: E402
 from localcluster.nodes import node_manifest  # noqa: E402
-from localcluster.state import healthy, read_state  # noqa: E402
+from localcluster.state import read_state  # noqa: E402
 
+from bench_cluster import apply_crd, local_cluster  # noqa: E402
 from reconcile_report import report  # noqa: E402
-from reconcile_round import VENV_BIN, Round, run_round, wait  # noqa: E402
+from reconcile_round import Round, run_round, wait  # noqa: E402
 
 EXTRA_NODES = 40  # 8 GPUs each: room for 300 one-GPU replicas beside the two default nodes
 
@@ -62,6 +61,21 @@ def all_nodes_ready(core: client.CoreV1Api, names: list[str]) -> bool:
     return set(names) <= ready
 
 
+def one_round(
+    count: int, mode: str, args: argparse.Namespace, kubeconfig: Path, logs: Path
+) -> Round:
+    print(f"[bench] {count} CRs, autoscaling {mode} ...", file=sys.stderr, flush=True)
+    result = run_round(count, mode, args.idle, kubeconfig, args.timeout, logs)
+    print(
+        f"[bench]   children p50 {percentile(result.children_s, 50):.3f}s, ready p50 "
+        f"{percentile(result.ready_s, 50):.3f}s, converged {result.converged_s:.1f}s, "
+        f"rss {result.peak_rss_mb:.0f}MB, idle cpu {result.idle_cpu_percent:.2f}%",
+        file=sys.stderr,
+        flush=True,
+    )
+    return result
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--counts", default="1,50,300")
@@ -71,56 +85,23 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "reconcile.md")
     args = parser.parse_args(argv)
 
-    run_dir = cluster_config.cluster_dir()
-    started_here = not healthy(run_dir)
-    if started_here:
-        up(run_dir)
-    kubeconfig = run_dir / "kubeconfig"
-    logs = run_dir / "bench-logs"
-    logs.mkdir(exist_ok=True)
-    config.load_kube_config(str(kubeconfig))
-    nodes: list[str] = []
     rounds: list[Round] = []
-    try:
-        crd = subprocess.run(
-            [str(VENV_BIN / "deepseek-operator"), "crd"], check=True, capture_output=True, text=True
-        ).stdout
-        subprocess.run(
-            [
-                str(VENV_BIN / "kubectl"),
-                f"--kubeconfig={kubeconfig}",
-                "apply",
-                "--server-side",
-                "--force-conflicts",
-                "-f",
-                "-",
-            ],
-            input=crd,
-            check=True,
-            capture_output=True,
-            text=True,
-        )
+    with local_cluster() as run_dir:
+        kubeconfig = run_dir / "kubeconfig"
+        logs = run_dir / "bench-logs"
+        logs.mkdir(exist_ok=True)
+        config.load_kube_config(str(kubeconfig))
+        apply_crd(kubeconfig)
         core = client.CoreV1Api()
         nodes = add_gpu_nodes(core, run_dir)
-        for mode in args.mode.split(","):
-            for count in (int(c) for c in args.counts.split(",")):
-                print(f"[bench] {count} CRs, autoscaling {mode} ...", file=sys.stderr, flush=True)
-                result = run_round(count, mode, args.idle, kubeconfig, args.timeout, logs)
-                rounds.append(result)
-                print(
-                    f"[bench]   children p50 {percentile(result.children_s, 50):.3f}s, ready p50 "
-                    f"{percentile(result.ready_s, 50):.3f}s, converged {result.converged_s:.1f}s, "
-                    f"rss {result.peak_rss_mb:.0f}MB, idle cpu {result.idle_cpu_percent:.2f}%",
-                    file=sys.stderr,
-                    flush=True,
-                )
-    finally:
-        core = client.CoreV1Api()
-        for name in nodes:
-            with contextlib.suppress(client.ApiException):
-                core.delete_node(name)
-        if started_here:
-            down(run_dir)
+        try:
+            for mode in args.mode.split(","):
+                for count in (int(c) for c in args.counts.split(",")):
+                    rounds.append(one_round(count, mode, args, kubeconfig, logs))
+        finally:
+            for name in nodes:
+                with contextlib.suppress(client.ApiException):
+                    core.delete_node(name)
     text = report(rounds, cluster_config.versions(), args.idle)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(text)

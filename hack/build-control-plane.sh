@@ -11,19 +11,10 @@ here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 # shellcheck source=hack/versions.env
 source "$here/versions.env"
 
-bin="$(control_plane_bin)"
-lock_cache "$bin"
-work="${DEEPSEEK_CACHE}/build"
-mkdir -p "$work"
-export GOFLAGS="-mod=mod" CGO_ENABLED=0 GOTOOLCHAIN=local
-
-built=0
-log() { printf '[build-control-plane] %s\n' "$*" >&2; }
+start_go_build build-control-plane "$(control_plane_bin)"
 
 build_etcd() {
-  [[ -x "$bin/etcd" ]] && return
-  log "building etcd $ETCD_VERSION"
-  built=1
+  build_needed etcd "etcd $ETCD_VERSION" || return 0
   # A wrapper module, because etcd's own go.mod has replace directives that `go install` refuses.
   local d="$work/etcd-$ETCD_VERSION"
   mkdir -p "$d" && cd "$d"
@@ -75,16 +66,12 @@ build_kubernetes() {
 }
 
 build_kwok() {
-  [[ -x "$bin/kwok" ]] && return
-  log "building kwok $KWOK_VERSION"
-  built=1
+  build_needed kwok "kwok $KWOK_VERSION" || return 0
   GOBIN="$bin" go install "sigs.k8s.io/kwok/cmd/kwok@$KWOK_VERSION"
 }
 
 build_helm() {
-  [[ -x "$bin/helm" ]] && return
-  log "building helm $HELM_VERSION"
-  built=1
+  build_needed helm "helm $HELM_VERSION" || return 0
   # Without the k8sVersion flags `helm template` and `helm lint` assume Kubernetes v1.20 (helm's
   # Makefile sets them the same way): charts with a kubeVersion constraint would not render.
   local minor="${K8S_VERSION#v1.}"; minor="${minor%%.*}"
@@ -104,6 +91,4 @@ build_kubernetes
 # The LeaderWorkerSet controller the local cluster runs beside the control plane: its own script,
 # its own cache folder (a version of its own).
 bash "$here/build-lws.sh"
-# Quiet when warm: callers (cluster-up, the test fixtures) run this every time.
-((built)) && log "ready in $bin"
-exit 0
+finish_go_build

@@ -8,19 +8,11 @@ here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 # shellcheck source=hack/versions.env
 source "$here/versions.env"
 
-bin="$(metrics_stack_bin)"
-lock_cache "$bin"
-work="${DEEPSEEK_CACHE}/build"
-mkdir -p "$work"
-export GOFLAGS="-mod=mod" CGO_ENABLED=0 GOTOOLCHAIN=local
-
-built=0
-log() { printf '[build-metrics-stack] %s\n' "$*" >&2; }
+start_go_build build-metrics-stack "$(metrics_stack_bin)"
 
 build_prometheus() {
-  [[ -x "$bin/prometheus" ]] && return
-  log "building prometheus $PROMETHEUS_VERSION (kubernetes discovery only, no web UI assets)"
-  built=1
+  build_needed prometheus \
+    "prometheus $PROMETHEUS_VERSION (kubernetes discovery only, no web UI assets)" || return 0
   local t0=$SECONDS
   # remove_all_sd + enable_kubernetes_sd drops the cloud discoveries (AWS, Azure, GCE, ...), most
   # of the dependency graph; without the builtinassets tag the React UI is not embedded. The API
@@ -34,9 +26,7 @@ build_prometheus() {
 }
 
 build_adapter() {
-  [[ -x "$bin/prometheus-adapter" ]] && return
-  log "building prometheus-adapter $PROMETHEUS_ADAPTER_VERSION"
-  built=1
+  build_needed prometheus-adapter "prometheus-adapter $PROMETHEUS_ADAPTER_VERSION" || return 0
   local t0=$SECONDS
   # A wrapper module with the exact version written down: `go install pkg@version` also asks the
   # proxy for the module's version list (for deprecation notices), which the proxy refuses here.
@@ -58,6 +48,4 @@ build_adapter() {
 
 build_adapter
 build_prometheus
-# Quiet when warm: callers (cluster-up, the test fixtures) run this every time.
-((built)) && log "ready in $bin"
-exit 0
+finish_go_build

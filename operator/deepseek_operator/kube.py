@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import threading
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlencode
@@ -80,6 +81,23 @@ def path(
     return out
 
 
+@dataclass(frozen=True, slots=True)
+class Listing:
+    """What a list asks for: one kind in one namespace (None: every namespace), only the objects
+    whose labels and fields match, in the API server's selector syntax (``app=x``, or ``key``
+    for "has the label"; ``reason=FailedMount``); an empty selector selects all."""
+
+    api_version: str
+    kind: str
+    namespace: str | None
+    labels: str = ""
+    fields: str = ""
+
+    def query(self) -> dict[str, str]:
+        selectors = {"labelSelector": self.labels, "fieldSelector": self.fields}
+        return {key: value for key, value in selectors.items() if value}
+
+
 class Kube:
     def __init__(self, api_client: client.ApiClient) -> None:
         self.api = api_client
@@ -136,18 +154,9 @@ class Kube:
     def get(self, api_version: str, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
         return self._call("GET", path(api_version, kind, namespace, name))
 
-    def list(
-        self,
-        api_version: str,
-        kind: str,
-        namespace: str | None,
-        label_selector: str,
-        field_selector: str = "",
-    ) -> list[dict[str, Any]]:
-        query = {"labelSelector": label_selector} if label_selector else {}
-        if field_selector:
-            query["fieldSelector"] = field_selector
-        result = self._call("GET", path(api_version, kind, namespace), query=query)
+    def list(self, listing: Listing) -> list[dict[str, Any]]:
+        url = path(listing.api_version, listing.kind, listing.namespace)
+        result = self._call("GET", url, query=listing.query())
         return list((result or {}).get("items") or [])
 
     def delete(self, api_version: str, kind: str, namespace: str, name: str) -> None:

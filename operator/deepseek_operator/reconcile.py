@@ -24,7 +24,7 @@ from deepseek_operator.api import API_VERSION, KIND, DeepSeekDeploymentSpec, par
 from deepseek_operator.api import error_fields as spec_errors
 from deepseek_operator.catalog import PRODUCT_LABEL, GpuProduct, advertised_gpus
 from deepseek_operator.gpu_choice import plan_for_spec
-from deepseek_operator.kube import KindNotInstalled, Kube, KubeError
+from deepseek_operator.kube import KindNotInstalled, Kube, KubeError, Listing
 from deepseek_operator.manifests import (
     DEPLOYMENT,
     LEADER_WORKER_SET,
@@ -106,7 +106,7 @@ def validate(
 def read_cluster_gpus(kube: Kube) -> list[GpuProduct] | None:
     """The GPUs the cluster's nodes advertise; None when the operator may not list nodes."""
     try:
-        nodes = kube.list("v1", "Node", None, PRODUCT_LABEL)
+        nodes = kube.list(Listing("v1", "Node", None, labels=PRODUCT_LABEL))
     except KubeError as exc:
         if exc.status != 403:
             raise
@@ -210,9 +210,9 @@ def observe(kube: Kube, target: Target, workload: dict[str, Any] | None) -> st.O
             unserved.add(target.workload[1])
     pods, events = [], []
     if target.spec.model.integrity is not None or not _all_ready(workload):
-        pods = kube.list("v1", "Pod", namespace, selector(name))
+        pods = kube.list(Listing("v1", "Pod", namespace, labels=selector(name)))
     if st.needs_events(pods):
-        events = kube.list("v1", "Event", namespace, "", "reason=FailedMount")
+        events = kube.list(Listing("v1", "Event", namespace, fields="reason=FailedMount"))
     autoscaler = None
     for child in optional_children(target):
         try:

@@ -209,23 +209,11 @@ def plan(
             "spec.resources.gpu.count",
         )
     limits = Limits(max_per_node, max_nodes)
-    found = fit(
-        model,
-        quantization,
-        gpu_memory_gib=gpu_memory_gib,
-        product=product,
-        max_model_len=max_model_len,
-        concurrency=concurrency,
-        count=count,
-        limits=limits,
-    )
+    request = Request(model, quantization, product, gpu_memory_gib, max_model_len, concurrency)
+    found = fit(request, count, limits)
     if found is None:
         largest = split_count(count, limits) if count else (max_per_node, max_nodes)
-        closest = _build(
-            model, quantization, product, gpu_memory_gib, largest, max_model_len, concurrency
-        )
-        usable = gpu_memory_gib * USABLE_FRACTION
-        raise SizingError(_too_small(closest, model, usable, limits, count))
+        raise SizingError(_too_small(request.build(largest), model, request.usable, limits, count))
     return found
 
 
@@ -237,51 +225,48 @@ def layouts(model: ModelFacts, limits: Limits) -> list[tuple[int, int]]:
     return [(g, n) for g, n in one_node + groups if model.num_attention_heads % (g * n) == 0]
 
 
-def fit(
-    model: ModelFacts,
-    quantization: str,
-    *,
-    gpu_memory_gib: float,
-    product: str | None,
-    max_model_len: int | None,
-    concurrency: int,
-    count: int | None,
-    limits: Limits,
-) -> GpuPlan | None:
-    """The smallest plan that fits (or the one with ``count`` GPUs), else None."""
-    usable = gpu_memory_gib * USABLE_FRACTION
-    tried = [split_count(count, limits)] if count is not None else layouts(model, limits)
-    for layout in tried:
-        candidate = _build(
-            model, quantization, product, gpu_memory_gib, layout, max_model_len, concurrency
+@dataclass(frozen=True, slots=True)
+class Request:
+    """What a replica is sized for, the GPU layout aside: ``plan`` and ``suggest`` try layouts
+    (and ``suggest`` other quantizations and products) with it."""
+
+    model: ModelFacts
+    quantization: str
+    product: str | None
+    gpu_memory_gib: float
+    max_model_len: int | None
+    concurrency: int
+
+    @property
+    def usable(self) -> float:
+        return self.gpu_memory_gib * USABLE_FRACTION
+
+    def build(self, layout: tuple[int, int]) -> GpuPlan:
+        """The plan for (GPUs per node, nodes), whether or not it fits."""
+        model = self.model
+        ctx = min(self.max_model_len or DEFAULT_MAX_MODEL_LEN, model.max_position_embeddings)
+        return GpuPlan(
+            model.name,
+            str(self.quantization),
+            self.product,
+            self.gpu_memory_gib,
+            *layout,
+            weight_bytes(model, self.quantization) / GIB,
+            kv_cache_bytes(model, ctx, self.concurrency) / GIB,
+            OVERHEAD_GIB,
+            ctx,
+            self.concurrency,
         )
-        if candidate.per_gpu_gib <= usable:
+
+
+def fit(request: Request, count: int | None, limits: Limits) -> GpuPlan | None:
+    """The smallest plan that fits (or the one with ``count`` GPUs), else None."""
+    tried = [split_count(count, limits)] if count is not None else layouts(request.model, limits)
+    for layout in tried:
+        candidate = request.build(layout)
+        if candidate.per_gpu_gib <= request.usable:
             return candidate
     return None
-
-
-def _build(
-    model: ModelFacts,
-    quantization: str,
-    product: str | None,
-    gpu_memory_gib: float,
-    layout: tuple[int, int],
-    max_model_len: int | None,
-    concurrency: int,
-) -> GpuPlan:
-    ctx = min(max_model_len or DEFAULT_MAX_MODEL_LEN, model.max_position_embeddings)
-    return GpuPlan(
-        model.name,
-        str(quantization),
-        product,
-        gpu_memory_gib,
-        *layout,
-        weight_bytes(model, quantization) / GIB,
-        kv_cache_bytes(model, ctx, concurrency) / GIB,
-        OVERHEAD_GIB,
-        ctx,
-        concurrency,
-    )
 
 
 def _powers_of_two(limit: int) -> list[int]:
@@ -338,16 +323,8 @@ def suggest(p: GpuPlan, limits: Limits, limit: int = 3) -> list[str]:
                 check_product(gpu, model, q)
             except SizingError:
                 continue
-            found = fit(
-                model,
-                q,
-                gpu_memory_gib=gpu.memory_gib,
-                product=gpu.product,
-                max_model_len=p.max_model_len,
-                concurrency=p.concurrency,
-                count=None,
-                limits=limits,
-            )
+            request = Request(model, q, gpu.product, gpu.memory_gib, p.max_model_len, p.concurrency)
+            found = fit(request, None, limits)
             if found is not None:
                 spread = f" ({found.nodes} nodes)" if found.nodes > 1 else ""
                 text = f"quantization {q} on {found.gpus} x {gpu.product}{spread}"

@@ -21,7 +21,7 @@ from typing import Any
 
 from deepseek_operator import reconcile as rc
 from deepseek_operator.api import API_VERSION, KIND
-from deepseek_operator.kube import Kube
+from deepseek_operator.kube import Kube, Listing
 from deepseek_operator.workqueue import Key, Work, WorkQueue
 
 log = logging.getLogger(__name__)
@@ -122,7 +122,7 @@ class Worker:
     def _add_all(self, work: Work) -> None:
         kube = self._kube()
         for namespace in watched_namespaces():
-            for body in kube.list(API_VERSION, KIND, namespace, ""):
+            for body in kube.list(Listing(API_VERSION, KIND, namespace)):
                 self.queue.add(key_of(body), work)
 
     def _run(self) -> None:

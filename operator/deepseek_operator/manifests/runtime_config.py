@@ -48,7 +48,7 @@ def model_path(spec: DeepSeekDeploymentSpec) -> str:
 
 
 def runtime_settings(t: Target) -> dict[str, Any]:
-    """The runtime's ``--config`` file: keys of deepseek_runtime.config.ServerSettings."""
+    """The runtime's ``--config`` file: keys of deepseek_runtime.settings.ServerSettings."""
     spec = t.spec
     rt = spec.runtime
     settings: dict[str, Any] = {

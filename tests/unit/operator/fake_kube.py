@@ -1,7 +1,8 @@
 """An in-memory API server for the reconcile layer's unit tests: the Kube methods the operator
 calls, with the semantics that matter here (server-side apply replaces what we own, JSON merge
-patch of status, generation bumps on spec changes, 404s as kube.py reports them, kinds the
-cluster does not serve). The real API server's behaviour is covered by tests/cluster."""
+patch of status, generation bumps on spec changes, lists by label and field selector, 404s as
+kube.py reports them, kinds the cluster does not serve). The real API server's behaviour is
+covered by tests/cluster."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from typing import Any
 
 from devkit.merge import merge_patch
 
-from deepseek_operator.kube import KindNotInstalled, NotFound
+from deepseek_operator.kube import KindNotInstalled, Listing, NotFound
 
 Key = tuple[str, str, str, str]  # apiVersion, kind, namespace, name
 
@@ -74,22 +75,16 @@ class FakeKube:
         found = self.objects.get((api_version, kind, namespace, name))
         return copy.deepcopy(found) if found is not None else None
 
-    def list(
-        self,
-        api_version: str,
-        kind: str,
-        namespace: str | None,
-        label_selector: str,
-        field_selector: str = "",
-    ) -> list[dict[str, Any]]:
-        self._enter("list", kind, label_selector)
-        wanted = [part.split("=", 1) for part in label_selector.split(",") if part]
+    def list(self, listing: Listing) -> list[dict[str, Any]]:
+        self._enter("list", listing.kind, listing.labels)
         out = []
         for (av, k, ns, _), obj in sorted(self.objects.items()):
-            if (av, k) != (api_version, kind) or (namespace and ns != namespace):
+            if (av, k) != (listing.api_version, listing.kind):
+                continue
+            if listing.namespace and ns != listing.namespace:
                 continue
             labels = obj.get("metadata", {}).get("labels") or {}
-            if all((w[0] in labels) if len(w) == 1 else labels.get(w[0]) == w[1] for w in wanted):
+            if _labels_match(listing.labels, labels) and _fields_match(listing.fields, obj):
                 out.append(copy.deepcopy(obj))
         return out
 
@@ -139,3 +134,24 @@ class FakeKube:
         if obj["kind"] != "Node" and not meta.get("namespace"):
             raise NotFound(404, "an object without a namespace")
         return (obj["apiVersion"], obj["kind"], meta.get("namespace", ""), meta["name"])
+
+
+def _labels_match(selector: str, labels: dict[str, str]) -> bool:
+    """``key=value`` terms and bare ``key`` (has the label), comma-separated, all required."""
+    for term in filter(None, selector.split(",")):
+        key, has_value, value = term.partition("=")
+        if key not in labels or (has_value and labels[key] != value):
+            return False
+    return True
+
+
+def _fields_match(selector: str, obj: dict[str, Any]) -> bool:
+    """``path=value`` terms (``reason=FailedMount``, ``involvedObject.name=x``), all required."""
+    for term in filter(None, selector.split(",")):
+        field_path, _, value = term.partition("=")
+        found: Any = obj
+        for part in field_path.split("."):
+            found = found.get(part) if isinstance(found, dict) else None
+        if found != value:
+            return False
+    return True

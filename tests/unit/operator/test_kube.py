@@ -11,7 +11,7 @@ import pytest
 from kubernetes.client.exceptions import ApiException
 
 from deepseek_operator.api import API_VERSION, KIND, PLURAL
-from deepseek_operator.kube import KindNotInstalled, Kube, KubeError, NotFound, path
+from deepseek_operator.kube import KindNotInstalled, Kube, KubeError, Listing, NotFound, path
 
 NAMESPACE_MISSING = (
     b'{"kind":"Status","apiVersion":"v1","metadata":{},"status":"Failure","message":'
@@ -118,6 +118,24 @@ def test_apply_returns_the_object_the_server_answered() -> None:
         CONFIG_MAP
     )
     assert applied["metadata"]["uid"] == "u"
+
+
+def test_a_list_sends_its_selectors_and_returns_the_items() -> None:
+    client = kube(Answer(200, b'{"kind": "EventList", "items": [{"reason": "FailedMount"}]}'))
+    listing = Listing("v1", "Event", "n", labels="app=r1", fields="reason=FailedMount")
+    assert client.list(listing) == [{"reason": "FailedMount"}]
+    assert client.api.calls == [  # type: ignore[attr-defined]
+        (
+            "GET",
+            "/api/v1/namespaces/n/events?labelSelector=app%3Dr1&fieldSelector=reason%3DFailedMount",
+        )
+    ]
+
+
+def test_a_list_without_selectors_or_namespace_asks_for_everything() -> None:
+    client = kube(Answer(200, b'{"kind": "NodeList", "items": null}'))
+    assert client.list(Listing("v1", "Node", None)) == []
+    assert client.api.calls == [("GET", "/api/v1/nodes")]  # type: ignore[attr-defined]
 
 
 # The resource names kube-apiserver v1.36 serves these kinds under (`kubectl api-resources`), and

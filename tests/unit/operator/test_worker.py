@@ -13,7 +13,7 @@ from fake_kube import FakeKube
 from specs import cr
 
 from deepseek_operator import handlers
-from deepseek_operator.kube import KubeError
+from deepseek_operator.kube import KubeError, Listing
 from deepseek_operator.worker import Worker
 from deepseek_operator.workqueue import Work, WorkQueue
 
@@ -60,12 +60,8 @@ def test_drift_repair_reconciles_the_cr_as_it_is_now_not_as_listed() -> None:
     kube.put(cr(**{"runtime": {"maxQueueLength": 10}}))  # generation 2
     fresh_list = kube.list
 
-    def stale_list(api_version: str, kind: str, namespace: str | None, selector: str) -> Any:
-        return (
-            [stale]
-            if kind == "DeepSeekDeployment"
-            else fresh_list(api_version, kind, namespace, selector)
-        )
+    def stale_list(listing: Listing) -> Any:
+        return [stale] if listing.kind == "DeepSeekDeployment" else fresh_list(listing)
 
     kube.list = stale_list  # type: ignore[method-assign]
     clock = Clock()
