@@ -14,7 +14,6 @@ not run: they only validate ScaledObjects, which the operator's builder already 
 from __future__ import annotations
 
 import shutil
-import subprocess
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -23,7 +22,7 @@ from typing import Any
 from devkit.ports import free_ports
 
 from .api import Api, probe
-from .config import COMPONENT_TIMEOUT_S, HACK, NODE_IP, ClusterError, log
+from .config import COMPONENT_TIMEOUT_S, NODE_IP, ClusterError, cache_bin, log, run_build
 from .lws import apply_yaml, established
 from .metrics import apiservice, available, register
 from .metrics_pki import write_adapter_certificate
@@ -37,18 +36,9 @@ ADAPTER = "keda-adapter"
 CRD_PATH = "/apis/apiextensions.k8s.io/v1/customresourcedefinitions"
 
 
-def keda_bin() -> Path:
-    script = f'source "{HACK}/versions.env" && keda_bin'
-    out = subprocess.run(["bash", "-c", script], check=True, capture_output=True, text=True)
-    return Path(out.stdout.strip())
-
-
-def build() -> Path:
-    """The idempotent build (silent when cached); returns where the binaries are."""
-    result = subprocess.run(["bash", str(HACK / "build-keda.sh")], check=False)
-    if result.returncode != 0:
-        raise ClusterError(f"hack/build-keda.sh failed with exit code {result.returncode}")
-    return keda_bin()
+def build() -> None:
+    """hack/build-keda.sh: quiet when KEDA is cached (under versions.env's keda_bin)."""
+    run_build("build-keda.sh")
 
 
 def crd_name(path: Path) -> str:
@@ -124,7 +114,9 @@ def components(
 
 def install_crds(api: Api, bin_dir: Path) -> None:
     for path in crd_files(bin_dir):
-        apply_yaml(api, f"{CRD_PATH}/{crd_name(path)}", path.read_text())
+        # One document each, after a leading `---` that the apply body does not want.
+        text = path.read_text().removeprefix("---\n")
+        apply_yaml(api, f"{CRD_PATH}/{crd_name(path)}", text)
     for path in crd_files(bin_dir):
         name = crd_name(path)
         wait_for(f"the CRD {name} Established", lambda n=name: established(api, n), 60, None)
@@ -133,7 +125,7 @@ def install_crds(api: Api, bin_dir: Path) -> None:
 def start(
     run_dir: Path, api: Api, launch: Callable[[Component], None], state: dict[str, Any]
 ) -> None:
-    bin_dir = keda_bin()
+    bin_dir = cache_bin("keda_bin")
     for binary in (OPERATOR, ADAPTER):
         if not (bin_dir / binary).exists():
             raise ClusterError(f"{bin_dir / binary} is missing: run hack/build-keda.sh")

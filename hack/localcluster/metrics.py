@@ -18,7 +18,7 @@ from typing import Any
 from devkit.ports import free_ports
 
 from .api import Api, probe
-from .config import COMPONENT_TIMEOUT_S, HACK, NODE_IP, REPO, ClusterError, log
+from .config import COMPONENT_TIMEOUT_S, NODE_IP, REPO, ClusterError, cache_bin, log, run_build
 from .metrics_pki import write_adapter_certificate
 from .processes import Component, wait_for
 
@@ -37,16 +37,12 @@ API_VERSION = "v1beta1"
 
 
 def metrics_bin() -> Path:
-    script = f'source "{HACK}/versions.env" && metrics_stack_bin'
-    out = subprocess.run(["bash", "-c", script], check=True, capture_output=True, text=True)
-    return Path(out.stdout.strip())
+    return cache_bin("metrics_stack_bin")
 
 
 def build() -> Path:
     """The idempotent build (silent when cached); returns where the binaries are."""
-    result = subprocess.run(["bash", str(HACK / "build-metrics-stack.sh")], check=False)
-    if result.returncode != 0:
-        raise ClusterError(f"hack/build-metrics-stack.sh failed with exit code {result.returncode}")
+    run_build("build-metrics-stack.sh")
     return metrics_bin()
 
 

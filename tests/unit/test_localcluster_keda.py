@@ -25,8 +25,6 @@ func buildScaler(ctx context.Context, triggerType string) (scalers.Scaler, error
 \t\treturn scalers.NewActiveMQScaler(config)
 \tcase "cpu":
 \t\treturn scalers.NewCPUMemoryScaler(corev1.ResourceCPU, config)
-\tcase "external":
-\t\treturn scalers.NewExternalScaler(config)
 \t// TODO: use other way for test.
 \tcase "external-mock":
 \t\treturn scalers.NewExternalMockScaler(config)
@@ -34,8 +32,9 @@ func buildScaler(ctx context.Context, triggerType string) (scalers.Scaler, error
 \t\treturn scalers.NewCPUMemoryScaler(corev1.ResourceMemory, config)
 \tcase "prometheus":
 \t\treturn scalers.NewPrometheusScaler(config)
-\tcase "redis":
-\t\treturn scalers.NewRedisScaler(ctx, false, false, config)
+\tcase "redis", "redis-cluster":
+\t\tcluster := triggerType == "redis-cluster"
+\t\treturn scalers.NewRedisScaler(ctx, cluster, false, config)
 \tdefault:
 \t\treturn nil, fmt.Errorf("no scaler found for type: %s", triggerType)
 \t}
@@ -59,7 +58,7 @@ def test_the_registry_keeps_only_the_asked_cases_and_the_default() -> None:
     assert 'case "prometheus":\n\t\treturn scalers.NewPrometheusScaler(config)' in out
     assert "NewCPUMemoryScaler(corev1.ResourceCPU" in out
     assert "NewCPUMemoryScaler(corev1.ResourceMemory" in out
-    for gone in ("activemq", "NewExternalScaler", "external-mock", "TODO", "NewRedisScaler"):
+    for gone in ("activemq", "external-mock", "TODO", "NewRedisScaler", "cluster :="):
         assert gone not in out, gone
     assert 'return nil, fmt.Errorf("no scaler found for type: %s", triggerType)' in out
     # Everything outside the switch is as it was.
