@@ -150,7 +150,8 @@ def run_variant(
     errors = sorted({e for r in rounds for run in r.values() for e in run.errors})
     lines = [f"### {variant.label} on {device}", "", f"Model: {facts}.", "", *rows, ""]
     args = server.argv[server.argv.index("serve") + 1 :]
-    ports = {"--port", "--triton-http-port", "--triton-grpc-port", "--triton-metrics-port"}
+    ports = {"--port", "--triton-http-port", "--triton-grpc-port", "--triton-metrics-port",
+             "--metrics-port"}  # fmt: skip
     kept = [a for i, a in enumerate(args) if a not in ports and args[i - 1] not in ports]
     shown = ["serve", *(a.replace(str(model_dir), "MODEL_DIR") for a in kept)]
     lines += [f"Server: `deepseek-runtime {' '.join(shown)}` (ports: free ones)", ""]

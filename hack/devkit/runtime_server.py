@@ -67,6 +67,7 @@ class RuntimeServer:
     triton_http: int
     triton_grpc: int
     triton_metrics: int
+    metrics: int  # the runtime's own metrics port: /metrics alone
     argv: list[str] = field(default_factory=list)
     scheme: str = "http"
     ca: Path | None = None  # the trustme CA that signed an HTTPS server's certificate
@@ -82,6 +83,11 @@ class RuntimeServer:
 
     def url(self, path: str) -> str:
         return self.base_url + path
+
+    @property
+    def metrics_url(self) -> str:
+        """/metrics on the metrics port (the scheme is the API port's: TLS covers both)."""
+        return f"{self.scheme}://127.0.0.1:{self.metrics}/metrics"
 
     def client(self, **kwargs: Any) -> Any:
         import httpx
@@ -134,14 +140,15 @@ def start_server(
     triton_models: tuple[str, ...] = (),
     env: Mapping[str, str] | None = None,
 ) -> RuntimeServer:
-    """`serve ARGS` on free ports (OpenAI + the three Triton ports), its output in a log file
-    in `workdir`; waits for readiness unless `wait` is False. HTTPS when --tls-cert is given,
+    """`serve ARGS` on free ports (OpenAI, metrics, the three Triton ports), its output in a log
+    file in `workdir`; waits for readiness unless `wait` is False. HTTPS when --tls-cert is given,
     trusting `workdir/ca.pem`."""
-    ports = free_ports(4)
+    ports = free_ports(5)
     log = workdir / f"server-{ports[0]}.log"
     argv = serve_command(
         "--port", str(ports[0]), "--triton-http-port", str(ports[1]),
-        "--triton-grpc-port", str(ports[2]), "--triton-metrics-port", str(ports[3]), *args,
+        "--triton-grpc-port", str(ports[2]), "--triton-metrics-port", str(ports[3]),
+        "--metrics-port", str(ports[4]), *args,
     )  # fmt: skip
     with log.open("wb") as out:
         proc = subprocess.Popen(

@@ -1,4 +1,4 @@
-"""Prometheus metrics for the runtime, served on /metrics of the OpenAI port.
+"""Prometheus metrics for the runtime, served on /metrics of the metrics port (the OpenAI port too).
 
 `deepseek_requests_waiting` is the HPA's queue metric. It is read from `engine.stats()` at
 scrape time, not pushed: Triton's own pending count is blind for decoupled models, and a

@@ -103,6 +103,9 @@ class ServerSettings(BaseModel):
     # network
     host: str = network_setting("127.0.0.1", "address to bind")
     port: int = network_setting(8080, "OpenAI API, /metrics, probes", ge=0, le=65535)
+    # /metrics alone, so a NetworkPolicy can let Prometheus scrape without reaching the API; the
+    # API port keeps /metrics too (the inference extension's endpoint picker scrapes that one).
+    metrics_port: int = network_setting(8090, "/metrics alone (no API, no probes)", ge=0, le=65535)
     triton: bool = network_setting(True, "start Triton (--no-triton for fast tests)")
     triton_http_port: int = network_setting(8000, "KServe v2 HTTP", ge=0, le=65535)
     triton_grpc_port: int = network_setting(8001, "KServe v2 gRPC", ge=0, le=65535)
@@ -165,7 +168,25 @@ class ServerSettings(BaseModel):
             raise ValueError("tls_cert and tls_key must be given together")
         if self.metrics_auth and self.api_keys is None:
             raise ValueError("metrics_auth needs api_keys")
+        if (clash := self._port_clash()) is not None:
+            raise ValueError(clash)
         return self
+
+    def _port_clash(self) -> str | None:
+        """Two listeners on one port (0, a free port the kernel picks, never clashes)."""
+        ports = {"port": self.port, "metrics_port": self.metrics_port}
+        if self.triton:
+            ports |= {
+                "triton_http_port": self.triton_http_port,
+                "triton_grpc_port": self.triton_grpc_port,
+                "triton_metrics_port": self.triton_metrics_port,
+            }
+        seen: dict[int, str] = {}
+        for name, number in ports.items():
+            if number and number in seen:
+                return f"{name} {number} is also {seen[number]}: each listener needs its own port"
+            seen[number] = name
+        return None
 
     @property
     def loopback_only(self) -> bool:

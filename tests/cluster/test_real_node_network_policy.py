@@ -1,7 +1,8 @@
 """The NetworkPolicy the operator writes, enforced on the real node (kube-router's firewall
 controller, hack/localcluster/netpol.py) and proven from real pods: an unlisted namespace cannot
-reach the model port, a listed one can; the monitoring namespace reaches the metrics ports and
-nothing else; the runtime pod opens nothing but DNS. Then the test widens the policy through the
+reach the model port, a listed one can; the monitoring namespace reaches the metrics ports (the
+runtime's /metrics-only port and Triton's) and nothing else, not even the OpenAI port's own
+/metrics; the runtime pod opens nothing but DNS. Then the test widens the policy through the
 DeepSeekDeployment (the operator would undo any edit made to the NetworkPolicy itself) and watches
 every denial turn into a connection, so these checks are known to fail when the policy does not
 hold; narrowed again, the denials come back.
@@ -27,8 +28,8 @@ from realnode import RealOperator, Served, node_images
 pytestmark = pytest.mark.timeout(1200)
 
 NODE_IP = "10.244.0.1"  # the bridge's own address (hack/localcluster/config.py)
-API_PORTS = (8080, 8000, 8001)  # OpenAI, Triton HTTP, Triton gRPC
-METRICS = 8080  # /metrics shares the OpenAI port; Triton's own metrics are on 8002
+API_PORTS = (8080, 8000, 8001)  # OpenAI (its /metrics too), Triton HTTP, Triton gRPC
+METRICS = 8090  # the runtime's metrics port: /metrics alone
 TRITON_METRICS = 8002
 PEER_LABEL = "deepseek.ai/np-peer"
 SYNC_TIMEOUT = 90.0  # the agent re-syncs on every policy, pod and namespace event
@@ -147,7 +148,7 @@ def test_listed_namespace_reaches_the_model(lab: Lab) -> None:
 
 def test_unlisted_namespace_cannot_reach_the_model(lab: Lab) -> None:
     wait_open(lab.allowed, lab.api(8080), "the policy in force (the listed pod gets through)")
-    assert_denied(lab.unlisted, lab.api(*API_PORTS))
+    assert_denied(lab.unlisted, lab.api(*API_PORTS, METRICS, TRITON_METRICS))
     # The same pod reaches other pods: what stops it is the runtime's policy, not its network.
     wait_open(lab.unlisted, [f"{lab.allowed.ip}:{OTHER_PORT}"], "the unlisted pod's network")
 
@@ -163,7 +164,8 @@ def test_monitoring_reaches_the_metrics_ports_and_nothing_else(lab: Lab) -> None
     assert set(outcome[scrape]["vllm"]) >= PICKER_GAUGES, outcome[scrape]
     pod = lab.cr.get("pod", lab.runtime.name) or {}
     assert pod["metadata"]["labels"]["inference.networking.k8s.io/engine-type"] == "vllm"
-    assert_denied(lab.monitoring, lab.api(8000, 8001))
+    # Not the API: neither its port's /metrics nor a model call, nor Triton's API ports.
+    assert_denied(lab.monitoring, [f"{lab.runtime.ip}:8080/metrics", *lab.api(*API_PORTS)])
 
 
 def test_runtime_opens_nothing_but_dns(lab: Lab) -> None:
@@ -180,7 +182,7 @@ def test_a_widened_policy_lets_the_denied_traffic_through(lab: Lab, smollm2: Ser
     each connection denied above gets through; narrowed back, they are denied again."""
     denied = [
         (lab.unlisted, lab.api(*API_PORTS)),
-        (lab.monitoring, lab.api(8000, 8001)),
+        (lab.monitoring, lab.api(*API_PORTS)),
         (lab.runtime, [f"{lab.dns.ip}:{OTHER_PORT}", f"{lab.allowed.ip}:{DNS_PORT}", lab.bridge]),
     ]
     wide = {

@@ -4,6 +4,7 @@ answer through the Service, with the official clients, from this machine."""
 
 from __future__ import annotations
 
+import urllib.error
 import urllib.request
 
 import numpy as np
@@ -82,6 +83,11 @@ def test_triton_door_and_metrics_through_the_service(smollm2: Served) -> None:
     result = client.infer(batched, inputs)
     assert b"Paris" in result.as_numpy("text_output")[0][0]
     assert 1 <= result.as_numpy("completion_tokens")[0][0] <= 8
-    with urllib.request.urlopen(f"http://{smollm2.cluster_ip}:8080/metrics", timeout=30) as r:
-        text = r.read().decode()
-    assert "vllm:num_requests_waiting" in text
+    # /metrics on the API port (the inference extension's picker) and, through the Service's
+    # `metrics` port, on the runtime's metrics port (the ServiceMonitor's), which serves no API.
+    for port in (8080, 8090):
+        with urllib.request.urlopen(f"http://{smollm2.cluster_ip}:{port}/metrics", timeout=30) as r:
+            text = r.read().decode()
+        assert "vllm:num_requests_waiting" in text and "deepseek_requests_waiting" in text, port
+    with pytest.raises(urllib.error.HTTPError, match="404"):
+        urllib.request.urlopen(f"http://{smollm2.cluster_ip}:8090/v1/models", timeout=30)

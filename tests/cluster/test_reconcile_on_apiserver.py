@@ -121,7 +121,7 @@ def test_example_reconciles_to_ready(
 
     service = children["services"]
     assert service["spec"]["selector"] == selector
-    assert "http" in {p["name"] for p in service["spec"]["ports"]}
+    assert {"http", "metrics"} <= {p["name"] for p in service["spec"]["ports"]}
 
     pdb = children["poddisruptionbudgets.policy"]
     assert pdb["spec"]["selector"]["matchLabels"] == selector

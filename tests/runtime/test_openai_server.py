@@ -23,8 +23,9 @@ def client(server: RuntimeServer, role: str = "inference") -> openai.OpenAI:
     return openai.OpenAI(base_url=server.url("/v1"), api_key=KEYS[role], max_retries=0)
 
 
-def metric(server: RuntimeServer, name: str, labels: str = "") -> float:
-    text = httpx.get(server.url("/metrics"), timeout=10).text
+def metric(server: RuntimeServer, name: str, labels: str = "", url: str | None = None) -> float:
+    """A sample from /metrics on the API port, or at ``url`` (the metrics port's)."""
+    text = httpx.get(url or server.url("/metrics"), timeout=10).text
     match = re.search(rf"^{re.escape(name)}{re.escape(labels)} (\S+)$", text, re.MULTILINE)
     return float(match.group(1)) if match else 0.0
 
@@ -167,9 +168,12 @@ def test_queue_gauge_rises_under_load_and_returns_to_zero(api_server: RuntimeSer
     done = threading.Event()
 
     def sample() -> None:
+        # The HPA's gauges from the metrics port (what Prometheus scrapes), the endpoint
+        # picker's vLLM ones from the API port (what it scrapes): both move with the load.
         while not done.is_set():
             for key, (name, labels) in LOAD_GAUGES.items():
-                peak[key] = max(peak[key], metric(api_server, name, labels))
+                url = None if key.startswith("vllm") else api_server.metrics_url
+                peak[key] = max(peak[key], metric(api_server, name, labels, url))
             time.sleep(0.01)
 
     sampler = threading.Thread(target=sample)
@@ -187,6 +191,27 @@ def test_queue_gauge_rises_under_load_and_returns_to_zero(api_server: RuntimeSer
     wait_idle(api_server, 5)
     assert metric(api_server, *LOAD_GAUGES["vllm waiting"]) == 0
     assert metric(api_server, *LOAD_GAUGES["vllm running"]) == 0
+
+
+def test_the_metrics_port_serves_metrics_alone(api_server: RuntimeServer) -> None:
+    scrape = httpx.get(api_server.metrics_url, timeout=10)
+    assert scrape.status_code == 200 and "deepseek_requests_waiting" in scrape.text
+    assert "vllm:num_requests_waiting" in scrape.text
+    base = f"http://127.0.0.1:{api_server.metrics}"
+    key = auth("admin")
+    for path in ("/v1/models", "/health", "/ready", "/openapi.json", "/v1/audit"):
+        assert httpx.get(base + path, headers=key, timeout=10).status_code == 404, path
+    body = {"model": MODEL, "prompt": "x", "max_tokens": 1}
+    refused = httpx.post(base + "/v1/completions", json=body, headers=key, timeout=10)
+    assert refused.status_code == 404
+    # The same registry as the API port's: a counter that only the API port moves shows there.
+    answered = '{finish_reason="length"}'
+    before = metric(api_server, "deepseek_requests_finished_total", answered, base + "/metrics")
+    client(api_server).completions.create(
+        model=MODEL, prompt="x", max_tokens=1, extra_body={"ignore_eos": True}
+    )
+    after = metric(api_server, "deepseek_requests_finished_total", answered, base + "/metrics")
+    assert after == before + 1
 
 
 def test_queue_full_is_429_with_retry_after(api_server: RuntimeServer) -> None:

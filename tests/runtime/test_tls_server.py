@@ -84,6 +84,15 @@ def test_metrics_auth(tls_server: RuntimeServer) -> None:
         assert client.get("/ready").status_code == 200
 
 
+def test_the_metrics_port_speaks_tls_and_asks_the_same_key(tls_server: RuntimeServer) -> None:
+    with httpx.Client(verify=tls_server.verify, timeout=10) as client:
+        assert client.get(tls_server.metrics_url).status_code == 401
+        r = client.get(tls_server.metrics_url, headers=auth("auditor"))
+        assert r.status_code == 200 and "deepseek_requests_waiting" in r.text
+    with pytest.raises(httpx.HTTPError):
+        httpx.get(f"http://127.0.0.1:{tls_server.metrics}/metrics", timeout=5)
+
+
 def test_triton_grpc_over_tls(tls_server: RuntimeServer) -> None:
     text = grpcclient.InferInput("text_input", [1, 1], "BYTES")
     text.set_data_from_numpy(np.array([[b"hello"]], dtype=object))

@@ -269,7 +269,23 @@ def test_service_monitor_scrapes_runtime_pods(tmp_path: Path) -> None:
     }
     assert monitor["spec"]["namespaceSelector"] == {"any": True}
     (endpoint,) = monitor["spec"]["endpoints"]
-    assert endpoint["path"] == "/metrics" and endpoint["port"] == "http"
+    assert endpoint["path"] == "/metrics" and endpoint["port"] == "metrics"
+
+
+def test_service_monitor_port_is_the_one_the_policy_opens_to_monitoring(tmp_path: Path) -> None:
+    """The chart's ServiceMonitor names a port of the runtime Service the operator writes, and
+    that port is the one its NetworkPolicy lets the monitoring namespace reach: not the API's."""
+    from deepseek_operator.api import parse_spec
+    from deepseek_operator.manifests import Target, network_policy, service
+
+    (endpoint,) = only(render(ALL_OPTIONAL, tmp_path), "ServiceMonitor")["spec"]["endpoints"]
+    doc = yaml.safe_load((REPO / "examples" / "smollm2-local.yaml").read_text())
+    t = Target("r1", "ai", parse_spec(doc["spec"]))
+    ports = {p["name"]: p["port"] for p in service(t)["spec"]["ports"]}
+    monitoring = network_policy(t)["spec"]["ingress"][1]
+    assert "namespaceSelector" in monitoring["from"][0]
+    opened = {p["port"] for p in monitoring["ports"]}
+    assert ports[endpoint["port"]] in opened and ports["http"] not in opened
 
 
 def test_prometheus_adapter_exposes_the_queue_gauge_as_a_pods_metric(tmp_path: Path) -> None:

@@ -58,7 +58,7 @@ def test_prometheus_keeps_what_the_service_monitor_selects(tmp_path: Path) -> No
     for key, value in metrics.RUNTIME_SERVICE_LABELS.items():
         assert f"{key}: {value}" in monitor  # the ServiceMonitor's own selector
         assert keeps[f"__meta_kubernetes_service_label_{metrics.label_name(key)}"] == value
-    assert keeps["__meta_kubernetes_endpointslice_port_name"] == values["port"] == "http"
+    assert keeps["__meta_kubernetes_endpointslice_port_name"] == values["port"] == "metrics"
     targets = {r.get("target_label") for r in job["relabel_configs"]}
     # What the adapter's rules (namespace, pod) and KEDA's query (service) read.
     assert {"namespace", "pod", "service"} <= targets

@@ -1,4 +1,5 @@
-"""The prometheus-operator ServiceMonitor that scrapes the runtime's /metrics."""
+"""The prometheus-operator ServiceMonitor that scrapes the runtime's /metrics on the Service's
+`metrics` port: the one the NetworkPolicy opens to the monitoring namespace, not the API's."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from deepseek_operator.manifests.target import Target, child, selector_labels
 
 def service_monitor(t: Target) -> dict[str, Any]:
     endpoint_spec: dict[str, Any] = {
-        "port": "http",
+        "port": "metrics",
         "path": "/metrics",
         "interval": t.spec.monitoring.interval,
         "scheme": t.scheme.lower(),

@@ -7,6 +7,7 @@ from typing import Any
 
 from deepseek_operator.manifests.target import (
     HTTP_PORT,
+    METRICS_PORT,
     TRITON_GRPC_PORT,
     TRITON_HTTP_PORT,
     TRITON_METRICS_PORT,
@@ -23,6 +24,14 @@ def service(t: Target) -> dict[str, Any]:
             "name": "http",
             "port": t.spec.service.port,
             "targetPort": "http",
+            "protocol": "TCP",
+            "appProtocol": t.scheme.lower(),
+        },
+        {
+            # What the ServiceMonitor scrapes, by name.
+            "name": "metrics",
+            "port": METRICS_PORT,
+            "targetPort": "metrics",
             "protocol": "TCP",
             "appProtocol": t.scheme.lower(),
         },
@@ -59,12 +68,14 @@ def network_policy(t: Target) -> dict[str, Any]:
             "matchLabels": {"kubernetes.io/metadata.name": t.spec.monitoring.namespace}
         }
     }
+    # The monitoring namespace gets the two metrics ports only, never the API: the runtime
+    # serves /metrics alone on METRICS_PORT, Triton its own on TRITON_METRICS_PORT.
     ingress = [
         {"from": peers, "ports": api_ports},
         {
             "from": [monitoring],
             "ports": [
-                {"protocol": "TCP", "port": HTTP_PORT},
+                {"protocol": "TCP", "port": METRICS_PORT},
                 {"protocol": "TCP", "port": TRITON_METRICS_PORT},
             ],
         },

@@ -21,6 +21,7 @@ from deepseek_operator.manifests.scheduling import placement
 from deepseek_operator.manifests.target import (
     CONFIG_HASH_ANNOTATION,
     HTTP_PORT,
+    METRICS_PORT,
     RENDEZVOUS_PORT,
     RUNTIME_UID,
     TRITON_GRPC_PORT,
@@ -158,6 +159,7 @@ def _integrity(
 def _ports(t: Target) -> list[dict[str, Any]]:
     ports = [
         {"name": "http", "containerPort": HTTP_PORT, "protocol": "TCP"},
+        {"name": "metrics", "containerPort": METRICS_PORT, "protocol": "TCP"},
         {"name": "triton-http", "containerPort": TRITON_HTTP_PORT, "protocol": "TCP"},
         {"name": "triton-grpc", "containerPort": TRITON_GRPC_PORT, "protocol": "TCP"},
         {"name": "triton-metrics", "containerPort": TRITON_METRICS_PORT, "protocol": "TCP"},
@@ -238,10 +240,13 @@ def pod_template(t: Target, role: Role = "server") -> dict[str, Any]:
         pod_spec["initContainers"] = init_containers
     annotations = {CONFIG_HASH_ANNOTATION: config_hash(t)}
     if role == "server":
+        # The metrics port, not the API's: what the NetworkPolicy opens to the monitoring
+        # namespace (TLS, when on, covers it too).
         annotations |= {
             "prometheus.io/scrape": "true",
-            "prometheus.io/port": str(HTTP_PORT),
+            "prometheus.io/port": str(METRICS_PORT),
             "prometheus.io/path": "/metrics",
+            "prometheus.io/scheme": t.scheme.lower(),
         }
     pod_labels = labels(t)
     if role == "server":

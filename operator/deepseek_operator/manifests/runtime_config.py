@@ -22,6 +22,7 @@ import yaml
 from deepseek_operator.api import DeepSeekDeploymentSpec, ModelFormat
 from deepseek_operator.manifests.target import (
     HTTP_PORT,
+    METRICS_PORT,
     RENDEZVOUS_PORT,
     TRITON_GRPC_PORT,
     TRITON_HTTP_PORT,
@@ -61,6 +62,7 @@ def runtime_settings(t: Target) -> dict[str, Any]:
         "triton_max_queue_delay_ms": rt.max_queue_delay_ms,
         "host": "0.0.0.0",
         "port": HTTP_PORT,
+        "metrics_port": METRICS_PORT,
         "triton_http_port": TRITON_HTTP_PORT,
         "triton_grpc_port": TRITON_GRPC_PORT,
         "triton_metrics_port": TRITON_METRICS_PORT,

@@ -11,6 +11,9 @@ from deepseek_operator.sizing import GpuPlan, Limits, split_count
 APP = "deepseek-runtime"
 MANAGER = "deepseek-operator"
 HTTP_PORT = 8080
+# /metrics alone (the runtime's --metrics-port): the monitoring namespace's port, so scraping
+# never needs the API (HTTP_PORT keeps /metrics for the inference extension's endpoint picker).
+METRICS_PORT = 8090
 TRITON_HTTP_PORT = 8000
 TRITON_GRPC_PORT = 8001
 TRITON_METRICS_PORT = 8002

@@ -1,2 +1,3 @@
 """The process: flags (generated from ../settings.py), cli, startup (checks before the model
-loads), run (serving and draining), worker (this pod's tensor-parallel ranks), drain."""
+loads), run (serving and draining), listeners (the OpenAI and metrics ports, one server), worker
+(this pod's tensor-parallel ranks), drain."""

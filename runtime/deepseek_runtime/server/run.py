@@ -1,8 +1,8 @@
 """`deepseek-runtime serve`: wires settings, guards, engine, HTTP and Triton together.
 
-Order matters: everything startup.py checks comes BEFORE the (slow) model load. The HTTP port
-opens early (/health answers while the model loads,
-so liveness probes do not kill a pod that is loading 60 GB); /ready turns true only once the
+Order matters: everything startup.py checks comes BEFORE the (slow) model load. The HTTP ports
+(the OpenAI port and the metrics port, listeners.py) open early (/health answers while the model
+loads, so liveness probes do not kill a pod that is loading 60 GB); /ready turns true only once the
 engine is warmed and Triton's models are bound. SIGTERM drains: /ready goes 503, new requests
 get 503, in-flight ones (both doors) finish within --drain-timeout-s, then everything stops
 (drain.py: one budget for the whole shutdown).
@@ -24,7 +24,6 @@ from typing import Any
 import anyio
 import uvicorn
 
-from deepseek_runtime.doors.openai.app import build_app
 from deepseek_runtime.doors.services import Services
 from deepseek_runtime.doors.triton.server import TritonServer, ensure_libpython_first
 from deepseek_runtime.engine.protocol import Engine
@@ -37,6 +36,7 @@ from deepseek_runtime.server.drain import (
     stop_the_rest,
     uvicorn_timeout_s,
 )
+from deepseek_runtime.server.listeners import Listeners, bound_port
 from deepseek_runtime.server.startup import (
     StartupError,
     build_services,
@@ -128,6 +128,7 @@ def load_engine(
 
 
 def uvicorn_config(settings: ServerSettings, app: Any) -> uvicorn.Config:
+    """How uvicorn serves ``app`` on the sockets it is handed (host and port: for its logs)."""
     config = uvicorn.Config(
         app,
         host=settings.host,
@@ -205,19 +206,26 @@ async def _bring_up(
     gc.collect()
     gc.freeze()
     svc.ready = not svc.draining
-    log.info(
-        "ready: OpenAI API on %s://%s:%d",
-        "https" if settings.tls_cert else "http",
-        settings.host,
-        settings.port,
-    )
+    log.info("ready")
 
 
 async def serve_async(settings: ServerSettings, svc: Services, path: Path, replica: Replica) -> int:
-    server = _Server(uvicorn_config(settings, build_app(svc)), svc)
+    listeners = Listeners(settings.host, settings.port, settings.metrics_port)
+    try:
+        server = _Server(uvicorn_config(settings, listeners.app(svc)), svc)
+    except BaseException:
+        listeners.close()
+        raise
     replica.svc, replica.server = svc, server
     if replica.lost_reason is not None:  # a local rank died before the server existed
+        listeners.close()
         return 1
+    scheme = "https" if settings.tls_cert else "http"
+    log.info(
+        "listening: OpenAI API on %s://%s:%d, /metrics alone on %s://%s:%d",
+        *(scheme, settings.host, bound_port(listeners.api)),
+        *(scheme, settings.host, bound_port(listeners.metrics)),
+    )
     doors: list[TritonServer] = []
     failed: list[BaseException] = []
 
@@ -230,7 +238,7 @@ async def serve_async(settings: ServerSettings, svc: Services, path: Path, repli
             server.should_exit = True
 
     task = asyncio.create_task(bring_up())
-    await server.serve()
+    await server.serve(sockets=listeners.sockets)
     svc.draining = True
     if not task.done():
         log.warning("stopped before the model finished loading")

@@ -28,7 +28,14 @@ import yaml
 
 from deepseek_operator.api import parse_spec
 from deepseek_operator.gpu_choice import plan_for_spec
-from deepseek_operator.manifests import Target, config_map, workload
+from deepseek_operator.manifests import (
+    Target,
+    config_map,
+    network_policy,
+    service,
+    service_monitor,
+    workload,
+)
 from deepseek_runtime.parallel.topology import topology
 from deepseek_runtime.server.cli import build_parser
 from deepseek_runtime.server.drain import SHUTDOWN_MARGIN_S
@@ -55,13 +62,18 @@ def settings_of(t: Target) -> dict[str, Any]:
     return parsed
 
 
-def pod_specs(t: Target) -> list[dict[str, Any]]:
-    """Every pod template's spec: the Deployment's, or the LeaderWorkerSet's leader and worker."""
+def pod_templates(t: Target) -> list[dict[str, Any]]:
+    """Every pod template, the serving one first: the Deployment's, or the LeaderWorkerSet's
+    leader and worker."""
     body = workload(t)
     if body["kind"] == "Deployment":
-        return [body["spec"]["template"]["spec"]]
+        return [body["spec"]["template"]]
     group = body["spec"]["leaderWorkerTemplate"]
-    return [group["leaderTemplate"]["spec"], group["workerTemplate"]["spec"]]
+    return [group["leaderTemplate"], group["workerTemplate"]]
+
+
+def pod_specs(t: Target) -> list[dict[str, Any]]:
+    return [template["spec"] for template in pod_templates(t)]
 
 
 @pytest.mark.parametrize("path", EXAMPLES, ids=lambda p: p.name)
@@ -78,6 +90,42 @@ def test_runtime_accepts_the_operators_config(path: Path, tmp_path: Path) -> Non
         assert settings.tls_cert is not None and settings.tls_key is not None
     if t.plan is not None:
         assert settings.max_model_len == t.plan.max_model_len
+
+
+@pytest.mark.parametrize("path", EXAMPLES, ids=lambda p: p.name)
+def test_every_port_the_operator_points_at_is_one_the_runtime_listens_on(
+    path: Path, tmp_path: Path
+) -> None:
+    """The container's named ports are where the runtime, given the operator's config, listens;
+    the scrape (ServiceMonitor -> Service -> container port, and the prometheus.io annotations)
+    lands on the runtime's metrics port; and the NetworkPolicy opens to the monitoring namespace
+    that port and Triton's metrics port, never the API's."""
+    t = example(path)
+    config_file = tmp_path / "runtime.yaml"
+    config_file.write_text(config_map(t)["data"]["runtime.yaml"])
+    s = load_settings({}, {}, config_file)
+    listening = {
+        "http": s.port,
+        "metrics": s.metrics_port,
+        "triton-http": s.triton_http_port,
+        "triton-grpc": s.triton_grpc_port,
+        "triton-metrics": s.triton_metrics_port,
+    }
+    serving = pod_templates(t)[0]
+    declared = {p["name"]: p["containerPort"] for p in serving["spec"]["containers"][0]["ports"]}
+    declared.pop("rendezvous", None)  # the ranks' store, not an HTTP listener
+    assert declared == listening
+    (scrape,) = service_monitor(t)["spec"]["endpoints"]
+    (port,) = [p for p in service(t)["spec"]["ports"] if p["name"] == scrape["port"]]
+    assert declared[port["targetPort"]] == s.metrics_port != s.port
+    assert serving["metadata"]["annotations"]["prometheus.io/port"] == str(s.metrics_port)
+    prometheus = {"matchLabels": {"kubernetes.io/metadata.name": t.spec.monitoring.namespace}}
+    (monitoring,) = [
+        rule
+        for rule in network_policy(t)["spec"]["ingress"]
+        if {"namespaceSelector": prometheus} in rule.get("from", [])
+    ]
+    assert {p["port"] for p in monitoring["ports"]} == {s.metrics_port, s.triton_metrics_port}
 
 
 @pytest.mark.parametrize("path", EXAMPLES, ids=lambda p: p.name)

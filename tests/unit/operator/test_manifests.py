@@ -234,9 +234,9 @@ def test_no_autoscaler_when_absent() -> None:
     assert "HorizontalPodAutoscaler" not in kinds and "ScaledObject" not in kinds
 
 
-def test_service_exposes_openai_and_triton_ports() -> None:
+def test_service_exposes_openai_metrics_and_triton_ports() -> None:
     ports = {p["name"]: p["port"] for p in service(target())["spec"]["ports"]}
-    assert ports == {"http": 8080, "triton-http": 8000, "triton-grpc": 8001}
+    assert ports == {"http": 8080, "metrics": 8090, "triton-http": 8000, "triton-grpc": 8001}
 
 
 def test_pdb_and_service_account() -> None:
@@ -289,9 +289,18 @@ def test_integrity_adds_a_verifying_init_container() -> None:
     assert init["resources"]["requests"]["cpu"] == runtime
 
 
-def test_service_monitor_scrapes_the_metrics_path() -> None:
-    sm = service_monitor(target(**{"monitoring.serviceMonitor": True}))
-    assert sm["spec"]["endpoints"][0]["path"] == "/metrics"
+def test_service_monitor_scrapes_the_metrics_port_not_the_api() -> None:
+    t = target(**{"monitoring.serviceMonitor": True})
+    (endpoint,) = service_monitor(t)["spec"]["endpoints"]
+    assert (endpoint["port"], endpoint["path"]) == ("metrics", "/metrics")
+    # The port it names is the Service's, which targets the container port of that name.
+    (port,) = [p for p in service(t)["spec"]["ports"] if p["name"] == endpoint["port"]]
+    template = deployment(t)["spec"]["template"]
+    container = template["spec"]["containers"][0]
+    assert {"name": port["targetPort"], "containerPort": 8090, "protocol": "TCP"} in container[
+        "ports"
+    ]
+    assert template["metadata"]["annotations"]["prometheus.io/port"] == "8090"
 
 
 def test_host_path_is_refused_where_pod_security_forbids_it() -> None:

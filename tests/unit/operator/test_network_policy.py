@@ -122,10 +122,13 @@ def test_namespace_and_pod_selector_in_one_peer_are_anded() -> None:
 
 
 def test_monitoring_reaches_metrics_ports_only() -> None:
+    """The runtime's metrics port and Triton's, never the API ports (8080 serves /metrics too,
+    but with it the whole OpenAI API)."""
     policy, model = build()
-    assert admits(policy, model, PROMETHEUS, 8080)
+    assert admits(policy, model, PROMETHEUS, 8090)
     assert admits(policy, model, PROMETHEUS, 8002)
-    assert not admits(policy, model, PROMETHEUS, 8001)
+    for port in (8080, 8000, 8001):
+        assert not admits(policy, model, PROMETHEUS, port), port
 
 
 def test_egress_is_dns_only() -> None:
@@ -145,7 +148,7 @@ def test_every_example_keeps_strangers_out(example: Path) -> None:
     spec = parse_spec(doc["spec"])
     policy = network_policy(Target("r1", "ai", spec, plan_for_spec(spec)))
     model = Pod("ai", dict(policy["spec"]["podSelector"]["matchLabels"]))
-    for port in (8080, 8000, 8001, 8002):
+    for port in (8080, 8090, 8000, 8001, 8002):
         assert not admits(policy, model, INTRUDER, port), port
     assert not allows_egress(policy, model, INTRUDER, 443)
     cidrs = [r for r in policy["spec"]["egress"] if any("ipBlock" in p for p in r["to"])]

@@ -21,6 +21,29 @@ def test_defaults() -> None:
         "127.0.0.1", 8080, True, 8000, 8001,
     )  # fmt: skip
     assert s.tls_min_version == "1.2" and not s.metrics_auth and s.api_keys is None
+    assert (s.metrics_port, s.triton_metrics_port) == (8090, 8002)  # clear of Triton's 8000-8002
+
+
+def test_metrics_port_flag() -> None:
+    assert load_settings(cli_values("--metrics-port", "9091"), {}).metrics_port == 9091
+
+
+@pytest.mark.parametrize(
+    ("values", "words"),
+    [
+        ({"metrics_port": 8080}, "metrics_port 8080 is also port"),
+        ({"metrics_port": 8002}, "triton_metrics_port 8002 is also metrics_port"),
+        ({"port": 8000}, "triton_http_port 8000 is also port"),
+    ],
+)
+def test_two_listeners_on_one_port_are_refused(values: dict, words: str) -> None:
+    with pytest.raises(SettingsError, match=words):
+        load_settings(values, {})
+
+
+def test_ports_clash_only_with_what_listens() -> None:
+    assert load_settings({"metrics_port": 8002, "triton": False}, {}).metrics_port == 8002
+    assert load_settings({"port": 0, "metrics_port": 0}, {}).port == 0  # the kernel picks each
 
 
 def test_precedence_flag_env_file(tmp_path: Path) -> None:

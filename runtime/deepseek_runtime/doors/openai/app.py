@@ -1,4 +1,6 @@
-"""The Starlette application on the OpenAI port: API routes, probes, metrics, audit, OpenAPI.
+"""The Starlette application on the OpenAI port: API routes, probes, metrics, audit, OpenAPI;
+and the one on the metrics port, /metrics alone (so a NetworkPolicy can let Prometheus scrape
+without opening the API to it).
 
 Probes are open (kubelet sends no credentials): /health answers while the process lives,
 /ready only once the engine is loaded and warmed, Triton is bound, and no drain has begun.
@@ -9,6 +11,7 @@ role carries `metrics` (auditor, admin).
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from typing import Any
 
 import anyio
@@ -17,7 +20,7 @@ from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
-from starlette.routing import Route
+from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from deepseek_runtime.doors.openai import routes
@@ -134,15 +137,7 @@ class AuditAndCount:
                 self.svc.audit.write(record)
 
 
-def build_app(services: Services) -> Starlette:
-    endpoints = [
-        *routes.routes(),
-        Route("/v1/audit", audit_log, methods=["GET"]),
-        Route("/health", health, methods=["GET"]),
-        Route("/ready", ready, methods=["GET"]),
-        Route("/metrics", metrics, methods=["GET"]),
-        Route("/openapi.json", openapi, methods=["GET"]),
-    ]
+def _starlette(services: Services, endpoints: Sequence[BaseRoute]) -> Starlette:
     handlers: dict[Any, Any] = {
         cls: handle_exception for cls in (HTTPException, ApiError, AuthError, EngineError)
     }
@@ -153,5 +148,26 @@ def build_app(services: Services) -> Starlette:
         exception_handlers=handlers,
     )
     app.state.services = services
+    return app
+
+
+def build_app(services: Services) -> Starlette:
+    # /metrics stays here as well as on the metrics port: the Gateway API Inference Extension's
+    # endpoint picker scrapes the model server's own port (it reaches the API anyway).
+    endpoints = [
+        *routes.routes(),
+        Route("/v1/audit", audit_log, methods=["GET"]),
+        Route("/health", health, methods=["GET"]),
+        Route("/ready", ready, methods=["GET"]),
+        Route("/metrics", metrics, methods=["GET"]),
+        Route("/openapi.json", openapi, methods=["GET"]),
+    ]
+    app = _starlette(services, endpoints)
     app.state.openapi = openapi_document(services.guard.enabled, services.settings.metrics_auth)
     return app
+
+
+def build_metrics_app(services: Services) -> Starlette:
+    """The metrics port's application: the same /metrics (same registry, same --metrics-auth),
+    and nothing else: every other path is a 404."""
+    return _starlette(services, [Route("/metrics", metrics, methods=["GET"])])
