@@ -4,7 +4,8 @@
 # Quiet no-op when cached. Version pinned in hack/versions.env (KEDA_VERSION).
 #
 # Why trimmed: KEDA compiles all of its ~75 scalers into one Go package (pkg/scalers), so the
-# stock build compiles every cloud and database SDK they talk to, about half an hour on two cores.
+# stock build compiles every cloud and database SDK they talk to: 3,710 packages, against 1,959
+# for the trimmed tree (`go list -deps ./cmd/operator ./cmd/adapter`, v2.21.0).
 # The operator writes one trigger type, prometheus (operator/.../manifests/scaling.py), so a
 # copy of the module keeps that scaler (and cpu/memory, which cost nothing) and drops the rest:
 # hack/localcluster/keda_trim.py, which stops with an error if a release changes the shape it

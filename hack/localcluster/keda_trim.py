@@ -1,12 +1,12 @@
 """Trim a copy of KEDA's source to the scalers this project's ScaledObjects use.
 
 KEDA compiles every scaler into one Go package (pkg/scalers), so building its operator pulls in
-every cloud and database SDK those scalers talk to: about 2,300 packages, half an hour on two
-cores. The operator writes a single trigger type, ``prometheus`` (manifests/scaling.py); cpu and
-memory cost nothing extra and are kept. This deletes the other scaler files and rewrites the
-registry switch in pkg/scaling/scalers_builder.go to the kept cases. It fails, naming what it
-looked for, when a KEDA release no longer has the shape it expects, rather than building
-something else.
+every cloud and database SDK those scalers talk to: 3,710 packages for v2.21.0's operator and
+metrics server, 1,959 once trimmed. The operator writes a single trigger type, ``prometheus``
+(manifests/scaling.py); cpu and memory cost nothing extra and are kept. This deletes the other
+scaler files and rewrites the registry switch in pkg/scaling/scalers_builder.go to the kept
+cases. It fails, naming what it looked for, when a KEDA release no longer has the shape it
+expects, rather than building something else.
 
     python3 -m localcluster.keda_trim MODULE_COPY   # from hack/, on a writable copy
 """
