@@ -16,6 +16,7 @@ from __future__ import annotations
 import shutil
 import time
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -119,7 +120,7 @@ def install_crds(api: Api, bin_dir: Path) -> None:
         apply_yaml(api, f"{CRD_PATH}/{crd_name(path)}", text)
     for path in crd_files(bin_dir):
         name = crd_name(path)
-        wait_for(f"the CRD {name} Established", lambda n=name: established(api, n), 60, None)
+        wait_for(f"the CRD {name} Established", partial(established, api, name), 60, None)
 
 
 def start(
@@ -133,8 +134,8 @@ def start(
     operator, adapter, ports = components(run_dir, bin_dir, run_dir / "kubeconfig")
     for item in (operator, adapter):
         launch(item)
-        wait_for(f"{item.name} /healthz", lambda i=item: probe(i.health_url, api.ca_file),
-                 COMPONENT_TIMEOUT_S, item)  # fmt: skip
+        healthy = partial(probe, item.health_url, api.ca_file)
+        wait_for(f"{item.name} /healthz", healthy, COMPONENT_TIMEOUT_S, item)
     service = apiservice(api.ca_file, GROUP, NAMESPACE, METRICS_SERVICE)
     register(api, service, ports[ADAPTER])
     wait_for(f"APIService v1beta1.{GROUP} Available", lambda: available(api, GROUP),

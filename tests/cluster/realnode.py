@@ -130,7 +130,7 @@ def smollm2_objects(name: str, runtime_image: str, manifest: str) -> list[dict[s
 
 
 AUTOSCALED = "smollm2-auto"
-AUTOSCALING = {
+AUTOSCALING: dict[str, Any] = {
     "mode": "hpa",
     "minReplicas": 1,
     "maxReplicas": 3,
