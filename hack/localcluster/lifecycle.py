@@ -176,9 +176,10 @@ def up(
     return at.kubeconfig
 
 
-def running(run_dir: Path) -> tuple[dict[str, Any], Api]:
-    state = read_state(run_dir) if healthy(run_dir) else None
-    if not state:
+def running(run_dir: Path, strict: bool = True) -> tuple[dict[str, Any], Api]:
+    """The cluster's state and a client; ``strict``: every recorded process still runs."""
+    state = read_state(run_dir) if not strict or healthy(run_dir) else None
+    if not state or not state.get("ready"):
         raise ClusterError(f"no healthy cluster in {run_dir}: `up --real-node --metrics` first")
     return state, Api(state["server"], state["token"], Path(state["ca_file"]))
 
@@ -206,8 +207,8 @@ def keda_up(run_dir: Path, skip_build: bool = False) -> None:
 
 def keda_down(run_dir: Path) -> None:
     """keda_up undone: its objects (while its operator still clears its finalizers), then its
-    processes; the rest of the cluster runs on."""
-    state, api = running(run_dir)
+    processes; the rest of the cluster runs on. Also when one of KEDA's processes died."""
+    state, api = running(run_dir, strict=False)
     part = state.get("keda")
     if not part:
         log("KEDA does not run in this cluster")
