@@ -34,6 +34,10 @@ control-plane: ## build etcd, the Kubernetes control plane, kubelet, kube-proxy,
 metrics-stack: ## build Prometheus and prometheus-adapter for the cluster's autoscaling (cached)
 	bash hack/build-metrics-stack.sh
 
+.PHONY: keda
+keda: ## build KEDA's operator and metrics server, trimmed to its Prometheus scaler (cached)
+	bash hack/build-keda.sh
+
 .PHONY: node-packages
 node-packages: ## containerd, runc, CNI plugins, buildah, mmdebstrap from Debian (only what is missing)
 	bash hack/node-packages.sh
@@ -43,8 +47,8 @@ images: install node-packages ## build the operator and runtime images with buil
 	PYTHONPATH=hack $(PY) -m localcluster images
 
 .PHONY: cluster-up
-cluster-up: install control-plane metrics-stack node-packages images ## local control plane, two fake 8-GPU nodes, one real node, Prometheus + prometheus-adapter
-	bash hack/cluster-up.sh --real-node --metrics
+cluster-up: install control-plane metrics-stack keda node-packages images ## local control plane, two fake 8-GPU nodes, one real node, Prometheus + prometheus-adapter, KEDA
+	bash hack/cluster-up.sh --real-node --metrics --keda
 
 .PHONY: cluster-down
 cluster-down: ## stop the local control plane (only the processes it started)
@@ -78,11 +82,11 @@ test-runtime: install ## real runtime servers (Triton + OpenAI API) with real cl
 	$(PY) -m pytest tests/runtime -m runtime $(PYTEST_ARGS)
 
 .PHONY: test-cluster
-test-cluster: install control-plane metrics-stack node-packages images ## end-to-end on a real kube-apiserver with kubectl and helm
+test-cluster: install control-plane metrics-stack keda node-packages images ## end-to-end on a real kube-apiserver with kubectl and helm
 	$(PY) -m pytest tests/cluster -m cluster $(PYTEST_ARGS)
 
 .PHONY: test
-test: install control-plane metrics-stack node-packages images lint ## everything CI runs: lint, unit, runtime and cluster suites
+test: install control-plane metrics-stack keda node-packages images lint ## everything CI runs: lint, unit, runtime and cluster suites
 	$(PY) -m pytest tests $(PYTEST_ARGS)
 
 .PHONY: demo

@@ -10,11 +10,14 @@ Standard library plus `cryptography` only, so it runs before (or without) `make 
     python3 -m localcluster env     # prints `export KUBECONFIG=...`
     python3 -m localcluster up --real-node  # plus a real node running the project's images
     python3 -m localcluster images  # builds them (and loads them into a running real node)
+    python3 -m localcluster up --real-node --metrics --keda  # plus KEDA (keda-up/keda-down
+                                    # add it to, or take it from, a running cluster)
 
 Modules: config (paths, versions, address ranges), pki (certificates), processes (start, wait,
 stop by pid), api (a client without a client library), nodes (the fake GPU nodes), control_plane
 (the components and their flags), images (buildah), node_config and realnode (the real
 node: containerd, kubelet, kube-proxy on a bridge of its own), netpol (its NetworkPolicy agent,
 kube-router's firewall controller), lws (LeaderWorkerSet: CRD, controller, webhooks on loopback),
-metrics (Prometheus, prometheus-adapter), lifecycle (up/down), cli.
+metrics (Prometheus, prometheus-adapter), keda (KEDA's operator and metrics server; keda_trim
+trims its source for the build), lifecycle (up/down), cli.
 """

@@ -44,6 +44,23 @@ class Api:
             if error.code != 409:  # already there: `up` may be finishing a half-made cluster
                 raise
 
+    def delete(self, path: str) -> None:
+        """Idempotent: an object already gone is what was asked for."""
+        try:
+            self.request("DELETE", path)
+        except urllib.error.HTTPError as error:
+            if error.code != 404:
+                raise
+
+    def exists(self, path: str) -> bool:
+        try:
+            self.request("GET", path)
+        except urllib.error.HTTPError as error:
+            if error.code == 404:
+                return False
+            raise
+        return True
+
 
 def probe(url: str, ca_file: Path | None, token: str | None = None) -> bool:
     req = urllib.request.Request(url)

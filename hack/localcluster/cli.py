@@ -6,7 +6,7 @@ import argparse
 
 from . import __doc__ as package_doc
 from .config import ClusterError, cluster_dir, log
-from .lifecycle import build_images, down, up
+from .lifecycle import build_images, down, keda_down, keda_up, up
 from .state import healthy
 
 
@@ -14,7 +14,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=package_doc, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("command", choices=["up", "down", "status", "env", "images"])
+    parser.add_argument(
+        "command", choices=["up", "down", "status", "env", "images", "keda-up", "keda-down"]
+    )
     parser.add_argument("--dir", help="run dir (default: $DEEPSEEK_CLUSTER_DIR or .run/cluster)")
     parser.add_argument("--skip-build", action="store_true", help="do not run the build first")
     parser.add_argument(
@@ -27,6 +29,11 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="with --real-node: Prometheus and prometheus-adapter (custom.metrics.k8s.io for HPAs)",
     )
+    parser.add_argument(
+        "--keda",
+        action="store_true",
+        help="with --metrics: KEDA's operator and metrics server (external.metrics.k8s.io)",
+    )
     args = parser.parse_args(argv)
     run_dir = cluster_dir(args.dir)
     try:
@@ -36,7 +43,12 @@ def main(argv: list[str] | None = None) -> int:
                 skip_build=args.skip_build,
                 real_node=args.real_node,
                 with_metrics=args.metrics,
+                with_keda=args.keda,
             )
+        elif args.command == "keda-up":
+            keda_up(run_dir, skip_build=args.skip_build)
+        elif args.command == "keda-down":
+            keda_down(run_dir)
         elif args.command == "down":
             down(run_dir)
         elif args.command == "status":

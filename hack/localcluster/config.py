@@ -69,9 +69,21 @@ def control_plane_bin() -> Path:
 
 def build() -> None:
     """Runs the idempotent build; it is silent when every binary is already cached."""
-    result = subprocess.run(["bash", str(HACK / "build-control-plane.sh")], check=False)
+    run_build("build-control-plane.sh")
+
+
+def run_build(script: str) -> None:
+    """hack/SCRIPT, one of the idempotent Go builds (quiet when cached)."""
+    result = subprocess.run(["bash", str(HACK / script)], check=False)
     if result.returncode != 0:
-        raise ClusterError(f"hack/build-control-plane.sh failed with exit code {result.returncode}")
+        raise ClusterError(f"hack/{script} failed with exit code {result.returncode}")
+
+
+def cache_bin(function: str) -> Path:
+    """The cache folder that hack/versions.env's shell function FUNCTION (e.g. keda_bin) names."""
+    script = f'source "{HACK}/versions.env" && {function}'
+    out = subprocess.run(["bash", "-c", script], check=True, capture_output=True, text=True)
+    return Path(out.stdout.strip())
 
 
 def cluster_dir(path: str | None = None) -> Path:

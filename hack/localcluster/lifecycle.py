@@ -7,9 +7,11 @@ import shutil
 import subprocess
 import time
 import urllib.error
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
-from . import images, lws, metrics, netpol, realnode
+from . import images, keda, lws, metrics, netpol, realnode
 from .api import Api, probe
 from .config import APISERVER_TIMEOUT_S, COMPONENT_TIMEOUT_S, NODE_IP, REPO, ClusterError, log
 from .control_plane import components, prepare, seed
@@ -60,11 +62,43 @@ def build_images(run_dir: Path) -> dict[str, str]:
     return built
 
 
+def launcher(
+    run_dir: Path, state: dict[str, Any], launched: list[Component]
+) -> Callable[..., None]:
+    """Start components and record its pid in state.json at once: `down` must find it."""
+
+    def launch(*batch: Component) -> None:
+        for item in batch:
+            item.start()
+            launched.append(item)
+            state["processes"].append(
+                {"name": item.name, "pid": item.pid, "start_time": item.start_time}
+            )
+            write_state(run_dir, state)
+            log(f"started {item.name} (pid {item.pid}), log {item.log_path}")
+
+    return launch
+
+
+def stop_launched(launched: list[Component]) -> None:
+    stop_pids([(c.name, c.pid, c.start_time) for c in launched])
+    for item in launched:
+        if item.process is not None:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                item.process.wait(timeout=1)
+
+
 def up(
-    run_dir: Path, skip_build: bool = False, real_node: bool = False, with_metrics: bool = False
+    run_dir: Path,
+    skip_build: bool = False,
+    real_node: bool = False,
+    with_metrics: bool = False,
+    with_keda: bool = False,
 ) -> Path:
     if with_metrics and not real_node:
         raise ClusterError("--metrics scrapes runtime pods, which need --real-node")
+    if with_keda and not with_metrics:
+        raise ClusterError("--keda scales on the queue gauge in Prometheus, which needs --metrics")
     if healthy(run_dir):
         state = read_state(run_dir) or {}
         if real_node and not state.get("real_node"):
@@ -73,6 +107,8 @@ def up(
             )
         if with_metrics and not state.get("metrics"):
             raise ClusterError(f"the cluster in {run_dir} runs without --metrics: `down` it first")
+        if with_keda and not state.get("keda"):
+            raise ClusterError(f"the cluster in {run_dir} runs without KEDA: run `keda-up`")
         log(f"already up: export KUBECONFIG={run_dir / 'kubeconfig'}")
         return run_dir / "kubeconfig"
     if run_dir.exists():
@@ -82,6 +118,8 @@ def up(
     built = node_images() if real_node else {}
     if with_metrics and not skip_build:
         metrics.build()
+    if with_keda and not skip_build:
+        keda.build()
     if real_node:
         log(f"images ready after {time.monotonic() - started:.0f}s")
         if not skip_build:
@@ -90,17 +128,7 @@ def up(
     at, state = prepare(run_dir, skip_build, NODE_IP if real_node else "127.0.0.1")
     etcd, apiserver, controller_manager, scheduler, kwok = components(at)
     launched: list[Component] = []
-
-    def launch(*batch: Component) -> None:
-        for item in batch:
-            item.start()
-            launched.append(item)
-            state["processes"].append(
-                {"name": item.name, "pid": item.pid, "start_time": item.start_time}
-            )
-            write_state(run_dir, state)  # record each pid at once: `down` must find it
-            log(f"started {item.name} (pid {item.pid}), log {item.log_path}")
-
+    launch = launcher(run_dir, state, launched)
     try:
         launch(etcd)
         wait_healthy(etcd, at.ca)
@@ -132,14 +160,12 @@ def up(
             realnode.start(node, built, api, at.kubeconfig, launch)
         if with_metrics:
             metrics.start(run_dir, api, at.bin_dir / "helm", launch, state)
+        if with_keda:
+            keda.start(run_dir, api, launch, state)
     except BaseException as error:
         # Stop what we started but keep the run dir: its logs say what went wrong.
         realnode.down(run_dir, state, at.bin_dir)
-        stop_pids([(c.name, c.pid, c.start_time) for c in launched])
-        for item in launched:
-            if item.process is not None:
-                with contextlib.suppress(subprocess.TimeoutExpired):
-                    item.process.wait(timeout=1)
+        stop_launched(launched)
         if isinstance(error, urllib.error.HTTPError):
             raise ClusterError(f"API call failed: {error} {error.read().decode()}") from error
         raise
@@ -148,3 +174,58 @@ def up(
     (run_dir / "env").write_text(f"export KUBECONFIG={at.kubeconfig}\n")
     log(f"up in {time.monotonic() - started:.1f}s: export KUBECONFIG={at.kubeconfig}")
     return at.kubeconfig
+
+
+def running(run_dir: Path, strict: bool = True) -> tuple[dict[str, Any], Api]:
+    """The cluster's state and a client; ``strict``: every recorded process still runs."""
+    state = read_state(run_dir) if not strict or healthy(run_dir) else None
+    if not state or not state.get("ready"):
+        raise ClusterError(f"no healthy cluster in {run_dir}: `up --real-node --metrics` first")
+    return state, Api(state["server"], state["token"], Path(state["ca_file"]))
+
+
+def keda_up(run_dir: Path, skip_build: bool = False) -> None:
+    """KEDA added to a running cluster (the suite's KEDA tests; the other tests see a cluster
+    without it, as a user's without KEDA)."""
+    state, api = running(run_dir)
+    if state.get("keda"):
+        log("KEDA already runs in this cluster")
+        return
+    if not state.get("metrics"):
+        raise ClusterError(f"the cluster in {run_dir} runs without --metrics: KEDA needs them")
+    if not skip_build:
+        keda.build()
+    launched: list[Component] = []
+    try:
+        keda.start(run_dir, api, launcher(run_dir, state, launched), state)
+    except BaseException:
+        stop_launched(launched)
+        forget(run_dir, state, launched)
+        raise
+    write_state(run_dir, state)
+
+
+def keda_down(run_dir: Path) -> None:
+    """keda_up undone: its objects (while its operator still clears its finalizers), then its
+    processes; the rest of the cluster runs on. Also when one of KEDA's processes died."""
+    state, api = running(run_dir, strict=False)
+    part = state.get("keda")
+    if not part:
+        log("KEDA does not run in this cluster")
+        return
+    try:
+        keda.remove(api, part)
+    finally:
+        mine = [p for p in state["processes"] if p["name"] in (keda.OPERATOR, keda.ADAPTER)]
+        stop_pids([(p["name"], int(p["pid"]), str(p["start_time"])) for p in mine])
+        state["processes"] = [p for p in state["processes"] if p not in mine]
+        state.pop("keda", None)
+        write_state(run_dir, state)
+    log("KEDA removed")
+
+
+def forget(run_dir: Path, state: dict[str, Any], launched: list[Component]) -> None:
+    pids = {c.pid for c in launched}
+    state["processes"] = [p for p in state["processes"] if p["pid"] not in pids]
+    state.pop("keda", None)
+    write_state(run_dir, state)

@@ -101,8 +101,8 @@ def apply_yaml(api: Api, path: str, text: str) -> None:
         response.read()
 
 
-def established(api: Api) -> bool:
-    crd = api.request("GET", f"/apis/apiextensions.k8s.io/v1/customresourcedefinitions/{CRD}")
+def established(api: Api, name: str = CRD) -> bool:
+    crd = api.request("GET", f"/apis/apiextensions.k8s.io/v1/customresourcedefinitions/{name}")
     conditions = (crd.get("status") or {}).get("conditions") or []
     return any(c["type"] == "Established" and c["status"] == "True" for c in conditions)
 

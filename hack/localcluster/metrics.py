@@ -18,7 +18,7 @@ from typing import Any
 from devkit.ports import free_ports
 
 from .api import Api, probe
-from .config import COMPONENT_TIMEOUT_S, HACK, NODE_IP, REPO, ClusterError, log
+from .config import COMPONENT_TIMEOUT_S, NODE_IP, REPO, ClusterError, cache_bin, log, run_build
 from .metrics_pki import write_adapter_certificate
 from .processes import Component, wait_for
 
@@ -34,20 +34,15 @@ ADAPTER_NAMESPACE = "monitoring"
 ADAPTER_SERVICE = "prometheus-adapter"
 API_GROUP = "custom.metrics.k8s.io"
 API_VERSION = "v1beta1"
-APISERVICE_PATH = f"/apis/apiregistration.k8s.io/v1/apiservices/{API_VERSION}.{API_GROUP}"
 
 
 def metrics_bin() -> Path:
-    script = f'source "{HACK}/versions.env" && metrics_stack_bin'
-    out = subprocess.run(["bash", "-c", script], check=True, capture_output=True, text=True)
-    return Path(out.stdout.strip())
+    return cache_bin("metrics_stack_bin")
 
 
 def build() -> Path:
     """The idempotent build (silent when cached); returns where the binaries are."""
-    result = subprocess.run(["bash", str(HACK / "build-metrics-stack.sh")], check=False)
-    if result.returncode != 0:
-        raise ClusterError(f"hack/build-metrics-stack.sh failed with exit code {result.returncode}")
+    run_build("build-metrics-stack.sh")
     return metrics_bin()
 
 
@@ -199,15 +194,21 @@ def components(
     return prometheus, adapter, {"prometheus": prometheus_port, "prometheus-adapter": adapter_port}
 
 
-def apiservice(ca: Path) -> dict[str, Any]:
+def apiservice(
+    ca: Path,
+    group: str = API_GROUP,
+    namespace: str = ADAPTER_NAMESPACE,
+    name: str = ADAPTER_SERVICE,
+) -> dict[str, Any]:
+    """The APIService that sends ``group`` (v1beta1) to Service ``namespace/name``."""
     return {
         "apiVersion": "apiregistration.k8s.io/v1",
         "kind": "APIService",
-        "metadata": {"name": f"{API_VERSION}.{API_GROUP}"},
+        "metadata": {"name": f"{API_VERSION}.{group}"},
         "spec": {
-            "group": API_GROUP,
+            "group": group,
             "version": API_VERSION,
-            "service": {"namespace": ADAPTER_NAMESPACE, "name": ADAPTER_SERVICE, "port": 443},
+            "service": {"namespace": namespace, "name": name, "port": 443},
             "caBundle": base64.b64encode(ca.read_bytes()).decode(),
             "groupPriorityMinimum": 100,
             "versionPriority": 100,
@@ -215,33 +216,34 @@ def apiservice(ca: Path) -> dict[str, Any]:
     }
 
 
-def register(api: Api, ca: Path, adapter_port: int) -> None:
+def register(api: Api, service: dict[str, Any], adapter_port: int) -> None:
     """A selector-less Service whose one endpoint (an EndpointSlice: what the aggregator and
-    kube-proxy read since 1.33) is the adapter on the bridge address, and the APIService that
-    sends custom.metrics.k8s.io there. The aggregator dials the Service's
-    ClusterIP from the host; the real node's kube-proxy rewrites it to the endpoint."""
-    api.create("/api/v1/namespaces", {"metadata": {"name": ADAPTER_NAMESPACE}})
-    ns = f"/api/v1/namespaces/{ADAPTER_NAMESPACE}"
+    kube-proxy read since 1.33) is the adapter on the bridge address, and the APIService
+    (``service``, from apiservice()) that sends its group there. The aggregator dials the
+    Service's ClusterIP from the host; the real node's kube-proxy rewrites it to the endpoint."""
+    namespace = service["spec"]["service"]["namespace"]
+    name = service["spec"]["service"]["name"]
+    api.create("/api/v1/namespaces", {"metadata": {"name": namespace}})
+    ns = f"/api/v1/namespaces/{namespace}"
     port = {"name": "https", "port": 443, "targetPort": adapter_port, "protocol": "TCP"}
-    api.create(f"{ns}/services", {"metadata": {"name": ADAPTER_SERVICE}, "spec": {"ports": [port]}})
+    api.create(f"{ns}/services", {"metadata": {"name": name}, "spec": {"ports": [port]}})
     api.create(
-        f"/apis/discovery.k8s.io/v1/namespaces/{ADAPTER_NAMESPACE}/endpointslices",
+        f"/apis/discovery.k8s.io/v1/namespaces/{namespace}/endpointslices",
         {
-            "metadata": {
-                "name": ADAPTER_SERVICE,
-                "labels": {"kubernetes.io/service-name": ADAPTER_SERVICE},
-            },
+            "metadata": {"name": name, "labels": {"kubernetes.io/service-name": name}},
             "addressType": "IPv4",
             "endpoints": [{"addresses": [NODE_IP], "conditions": {"ready": True}}],
             "ports": [{"name": "https", "port": adapter_port, "protocol": "TCP"}],
         },
     )
-    api.create("/apis/apiregistration.k8s.io/v1/apiservices", apiservice(ca))
+    api.create("/apis/apiregistration.k8s.io/v1/apiservices", service)
 
 
-def available(api: Api) -> bool:
+def available(api: Api, group: str = API_GROUP) -> bool:
     """The APIService's own Available condition: the aggregator reached the adapter."""
-    service = api.request("GET", APISERVICE_PATH)
+    service = api.request(
+        "GET", f"/apis/apiregistration.k8s.io/v1/apiservices/{API_VERSION}.{group}"
+    )
     conditions = service.get("status", {}).get("conditions", [])
     return any(c["type"] == "Available" and c["status"] == "True" for c in conditions)
 
@@ -266,7 +268,7 @@ def start(
     launch(adapter)
     wait_for("prometheus-adapter /healthz", lambda: probe(adapter.health_url, api.ca_file),
              COMPONENT_TIMEOUT_S, adapter)  # fmt: skip
-    register(api, api.ca_file, ports["prometheus-adapter"])
+    register(api, apiservice(api.ca_file), ports["prometheus-adapter"])
     # The aggregator's availability check backs off after a miss (kube-proxy may not have the
     # new Service yet): more than one component timeout.
     wait_for(f"APIService {API_VERSION}.{API_GROUP} Available", lambda: available(api),

@@ -8,9 +8,13 @@ import ipaddress
 from pathlib import Path
 
 
-def write_adapter_certificate(pki: Path, out: Path, dns_name: str, ip: str) -> tuple[Path, Path]:
+def write_adapter_certificate(
+    pki: Path, out: Path, dns_name: str, *ips: str, client: bool = False, stem: str = "adapter"
+) -> tuple[Path, Path]:
     """A server certificate for ``dns_name`` (the Service name the aggregator checks) and
-    ``ip`` (where the adapter listens); returns (certificate, key) paths."""
+    ``ips`` (where the adapter listens), also good for client auth when ``client`` (KEDA's
+    operator and metrics server use one pair both ways, for their mutual TLS); returns
+    (certificate, key) paths, ``out/STEM.crt`` and ``out/STEM.key``."""
     from cryptography import x509
     from cryptography.hazmat.primitives import hashes, serialization
     from cryptography.hazmat.primitives.asymmetric import ec
@@ -21,10 +25,11 @@ def write_adapter_certificate(pki: Path, out: Path, dns_name: str, ip: str) -> t
     assert isinstance(ca_key, ec.EllipticCurvePrivateKey), "pki.py makes an EC CA"
     key = ec.generate_private_key(ec.SECP256R1())
     now = dt.datetime.now(dt.UTC) - dt.timedelta(minutes=5)
-    names: list[x509.GeneralName] = [
-        x509.DNSName(dns_name),
-        x509.IPAddress(ipaddress.ip_address(ip)),
-    ]
+    names: list[x509.GeneralName] = [x509.DNSName(dns_name)]
+    names += [x509.IPAddress(ipaddress.ip_address(ip)) for ip in ips]
+    usages = [ExtendedKeyUsageOID.SERVER_AUTH] + (
+        [ExtendedKeyUsageOID.CLIENT_AUTH] if client else []
+    )
     ca_ski = ca_cert.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value
     cert = (
         x509.CertificateBuilder()
@@ -35,7 +40,7 @@ def write_adapter_certificate(pki: Path, out: Path, dns_name: str, ip: str) -> t
         .not_valid_before(now)
         .not_valid_after(now + dt.timedelta(days=30))
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+        .add_extension(x509.ExtendedKeyUsage(usages), critical=False)
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
         .add_extension(
             x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ca_ski), critical=False
@@ -43,7 +48,7 @@ def write_adapter_certificate(pki: Path, out: Path, dns_name: str, ip: str) -> t
         .add_extension(x509.SubjectAlternativeName(names), critical=False)
         .sign(ca_key, hashes.SHA256())
     )
-    cert_path, key_path = out / "adapter.crt", out / "adapter.key"
+    cert_path, key_path = out / f"{stem}.crt", out / f"{stem}.key"
     cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
     key_path.write_bytes(
         key.private_bytes(

@@ -23,7 +23,15 @@ import subprocess
 from pathlib import Path
 
 from .api import probe
-from .config import COMPONENT_TIMEOUT_S, HACK, REAL_NODE, SERVICE_CIDR, ClusterError, log
+from .config import (
+    COMPONENT_TIMEOUT_S,
+    REAL_NODE,
+    SERVICE_CIDR,
+    ClusterError,
+    cache_bin,
+    log,
+    run_build,
+)
 from .processes import Component, wait_for
 
 NAME = "kube-router"
@@ -36,16 +44,12 @@ IPSET_PREFIXES = ("KUBE-SRC-", "KUBE-DST-")
 
 
 def binary() -> Path:
-    script = f'source "{HACK}/versions.env" && kube_router_bin'
-    out = subprocess.run(["bash", "-c", script], check=True, capture_output=True, text=True)
-    return Path(out.stdout.strip()) / NAME
+    return cache_bin("kube_router_bin") / NAME
 
 
 def build() -> None:
     """Idempotent and quiet when the binary is cached (hack/build-kube-router.sh)."""
-    result = subprocess.run(["bash", str(HACK / "build-kube-router.sh")], check=False)
-    if result.returncode != 0:
-        raise ClusterError(f"hack/build-kube-router.sh failed with exit code {result.returncode}")
+    run_build("build-kube-router.sh")
 
 
 def bridge_filtering() -> str:

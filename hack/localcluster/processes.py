@@ -32,6 +32,7 @@ class Component:
     argv: list[str]
     health_url: str
     log_path: Path
+    env: dict[str, str] = field(default_factory=dict)  # added to this process's environment
     pid: int = 0
     start_time: str = ""
     process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
@@ -47,6 +48,7 @@ class Component:
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
                 cwd=self.log_path.parent,
+                env={**os.environ, **self.env} if self.env else None,
             )
         self.pid = self.process.pid
         self.start_time = process_start_time(self.pid) or ""

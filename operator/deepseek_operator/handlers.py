@@ -87,6 +87,9 @@ def reconcile(body: kopf.Body, memo: kopf.Memo, logger: kopf.Logger, **_: Any) -
 # Watched once its CRD exists (kopf follows CRDs as they come and go).
 @kopf.on.event("leaderworkerset.x-k8s.io", "v1", "leaderworkersets", labels=OWNED)
 @kopf.on.event("autoscaling", "v2", "horizontalpodautoscalers", labels=OWNED)
+# KEDA's verdict (its Ready condition) is on the ScaledObject: the HPA that KEDA makes from it is
+# owned by the ScaledObject, not by the CR, so its events name no owner here.
+@kopf.on.event("keda.sh", "v1alpha1", "scaledobjects", labels=OWNED)
 def status_source_event(event: kopf.RawEvent, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     """The status reports on these: refresh it; bring the child back if it was deleted."""
     _enqueue(memo, rc.owner_name(dict(body)), body, event["type"] == "DELETED")

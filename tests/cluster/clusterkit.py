@@ -9,6 +9,7 @@ import os
 import secrets
 import signal
 import subprocess
+import sys
 import time
 import urllib.request
 from collections.abc import Callable, Iterable
@@ -57,6 +58,17 @@ def versions() -> dict[str, str]:
     )
     out = subprocess.run(["bash", "-c", script], check=True, capture_output=True, text=True)
     return dict(line.split("=", 1) for line in out.stdout.splitlines() if "=" in line)
+
+
+def localcluster_cli(*args: str, run_dir: Path) -> subprocess.CompletedProcess[str]:
+    """`python3 -m localcluster ARGS --dir RUN_DIR` (hack/localcluster), its output captured."""
+    return subprocess.run(
+        [sys.executable, "-m", "localcluster", *args, "--dir", str(run_dir)],
+        cwd=HACK,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
 
 
 def wait_until(

@@ -19,7 +19,6 @@ from __future__ import annotations
 import os
 import re
 import subprocess
-import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,12 +26,12 @@ from pathlib import Path
 import pytest
 import yaml
 from clusterkit import (
-    HACK,
     REPO,
     VENV_BIN,
     Helm,
     Kubectl,
     OperatorProcess,
+    localcluster_cli,
     make_namespace,
     release_namespace,
     versions,
@@ -51,25 +50,15 @@ class Cluster:
     started_here: bool
 
 
-def _cluster_py(*args: str, run_dir: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "localcluster", *args, "--dir", str(run_dir)],
-        cwd=HACK,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-
-
 @pytest.fixture(scope="session")
 def cluster() -> Iterator[Cluster]:
     """The control plane, brought up once per session (or reused if already healthy)."""
     run_dir = Path(os.environ.get("DEEPSEEK_CLUSTER_DIR") or REPO / ".run" / "cluster").resolve()
-    already_up = _cluster_py("status", run_dir=run_dir).returncode == 0
+    already_up = localcluster_cli("status", run_dir=run_dir).returncode == 0
     if not already_up:
         # localcluster runs the (idempotent, quiet when warm) build first.
         # --metrics: Prometheus and prometheus-adapter, for the autoscaling tests.
-        result = _cluster_py("up", "--real-node", "--metrics", run_dir=run_dir)
+        result = localcluster_cli("up", "--real-node", "--metrics", run_dir=run_dir)
         if result.returncode != 0:
             pytest.fail(
                 f"the local control plane did not start (python3 -m localcluster up):\n"
@@ -79,7 +68,7 @@ def cluster() -> Iterator[Cluster]:
     bin_dir = Path(versions()["BIN"])
     yield Cluster(run_dir, run_dir / "kubeconfig", bin_dir, started_here=not already_up)
     if not already_up and not os.environ.get("DEEPSEEK_KEEP_CLUSTER"):
-        result = _cluster_py("down", run_dir=run_dir)
+        result = localcluster_cli("down", run_dir=run_dir)
         assert result.returncode == 0, result.stderr
 
 

@@ -130,7 +130,7 @@ def smollm2_objects(name: str, runtime_image: str, manifest: str) -> list[dict[s
 
 
 AUTOSCALED = "smollm2-auto"
-AUTOSCALING = {
+AUTOSCALING: dict[str, Any] = {
     "mode": "hpa",
     "minReplicas": 1,
     "maxReplicas": 3,
@@ -140,12 +140,15 @@ AUTOSCALING = {
 }
 
 
-def autoscaled_objects(runtime_image: str) -> list[dict[str, Any]]:
-    """SmolLM2 with autoscaling 1..3 (the autoscaling test and bench/autoscaling.py). Two
-    sequences at a time per pod (the example allows 8), so that 16 clients make a queue that two
-    cores can drain."""
-    config_map, cr = smollm2_objects(AUTOSCALED, runtime_image, integrity_manifest())
-    cr["spec"]["autoscaling"] = AUTOSCALING
+def autoscaled_objects(
+    runtime_image: str, name: str = AUTOSCALED, **autoscaling: Any
+) -> list[dict[str, Any]]:
+    """SmolLM2 with autoscaling 1..3 (the autoscaling tests and bench/autoscaling.py);
+    ``autoscaling`` changes AUTOSCALING (the KEDA test: mode, prometheusAddress). Two sequences
+    at a time per pod (the example allows 8), so that 16 clients make a queue that two cores can
+    drain."""
+    config_map, cr = smollm2_objects(name, runtime_image, integrity_manifest())
+    cr["spec"]["autoscaling"] = {**AUTOSCALING, **autoscaling}
     cr["spec"]["runtime"]["maxConcurrentSequences"] = 2
     # Three replicas' CPU requests must fit the real node's two cores beside the operator's pod.
     cr["spec"]["resources"]["cpu"] = "250m"

@@ -16,27 +16,16 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from clusterkit import Kubectl, condition, describe, pods_of, wait_until
-from devkit.episode import Sampler, prometheus_query
-from devkit.loadgen import Load
-from realnode import (
-    AUTOSCALED,
-    AUTOSCALING,
-    RealOperator,
-    autoscaled_objects,
-    cluster_part,
-    describe_pods,
-    node_images,
-)
+from clusterkit import Kubectl, condition, describe, wait_until
+from realnode import AUTOSCALED, RealOperator, autoscaled_objects, cluster_part, node_images
 from realnode import wait_serving as wait_serving_pod
+from scaling import scale_up_and_down
 
 pytestmark = pytest.mark.timeout(1800)
 
 NAME = AUTOSCALED
 APISERVICE = "v1beta1.custom.metrics.k8s.io"
 HPA_PERIOD = 15.0  # kube-controller-manager's default --horizontal-pod-autoscaler-sync-period
-SCALE_UP_TIMEOUT = 600.0  # the second pod loads the model on two cores busy with the load
-SCALE_DOWN_TIMEOUT = 240.0
 
 
 def metrics_state(run_dir: Path) -> dict[str, Any]:
@@ -126,87 +115,4 @@ def test_hpa_scales_real_pods_on_queue_length_and_no_request_fails(
     ns, cluster_ip = autoscaled
     prometheus = metrics_state(cluster.run_dir)["prometheus"]
     wait_active(ns)
-    assert deployment(ns)["spec"]["replicas"] == 1
-
-    sampler = Sampler(
-        replicas=lambda: replicas(ns),
-        queue=lambda: prometheus_query(
-            prometheus, f'deepseek_requests_waiting{{namespace="{ns.namespace}",service="{NAME}"}}'
-        ),
-    ).start()
-    load = Load(f"http://{cluster_ip}:8080/v1", concurrency=16, max_tokens=48).start()
-    try:
-        wait_until(
-            lambda: replicas(ns)[1] >= 2, SCALE_UP_TIMEOUT, "a second runtime pod Ready",
-            interval=2, describe=lambda: describe(ns, NAME) + describe_pods(ns),
-        )  # fmt: skip
-        ready_pods = {p["metadata"]["name"] for p in pods_of(ns, NAME) if is_ready(p)}
-        # The new pods take traffic: each has finished requests of its own (kube-proxy spreads
-        # the load's fresh connections over every Ready endpoint).
-        served = wait_until(
-            lambda: served_by(prometheus, ns, ready_pods), 120,
-            f"requests finished by every Ready pod of {sorted(ready_pods)}", interval=2,
-        )  # fmt: skip
-        assert len(served) >= 2, served
-        # The CR's status follows the HPA: ready pods out of the replicas it asked for.
-        status = wait_until(
-            lambda: cr_follows_deployment(ns), 60, "the CR's status showing the HPA's replicas"
-        )
-        assert int(status["ready"].split("/")[1]) >= 2, status
-    finally:
-        tally_up = load.stop()
-    # Two clients keep requests in flight while the HPA removes pods: the drain is part of it.
-    trickle = Load(f"http://{cluster_ip}:8080/v1", concurrency=2, max_tokens=16).start()
-    try:
-        wait_until(
-            lambda: replicas(ns) == (1, 1) and len(pods_of(ns, NAME)) == 1,
-            SCALE_DOWN_TIMEOUT, "back to one pod after the load dropped", interval=2,
-            describe=lambda: describe(ns, NAME) + str(ns.get("hpa", NAME)),
-        )  # fmt: skip
-    finally:
-        tally_down = trickle.stop()
-        samples = sampler.stop()
-    print(f"scale-up load: {tally_up}\nscale-down trickle: {tally_down}\nsamples:")
-    for sample in samples:
-        print(f"  {sample.t:6.1f}s desired={sample.desired} ready={sample.ready} {sample.queue}")
-    assert tally_up.ok > 0 and tally_up.failed == 0, f"during scale-up: {tally_up.errors}"
-    assert tally_down.ok > 0 and tally_down.failed == 0, f"during scale-down: {tally_down.errors}"
-    # The gauge the HPA read went above the target while it scaled up.
-    assert max(sum(s.queue.values()) for s in samples) > AUTOSCALING["targetQueueLength"], samples
-    assert max(s.desired for s in samples) >= 2, samples
-    cr = ns.get("dsd", NAME) or {}
-    assert cr["status"]["replicas"] == 1 and cr["status"]["ready"] == "1/1", cr["status"]
-
-
-def deployment(ns: Kubectl) -> dict[str, Any]:
-    found = ns.get("deployment", NAME)
-    assert found, f"no Deployment {NAME}"
-    return found
-
-
-def replicas(ns: Kubectl) -> tuple[int, int]:
-    found = deployment(ns)
-    return int(found["spec"]["replicas"]), int(found["status"].get("readyReplicas") or 0)
-
-
-def cr_follows_deployment(ns: Kubectl) -> dict[str, Any] | None:
-    status = (ns.get("dsd", NAME) or {}).get("status", {})
-    desired, ready = replicas(ns)
-    return status if status.get("ready") == f"{ready}/{desired}" else None
-
-
-def is_ready(pod: dict[str, Any]) -> bool:
-    return any(
-        c["type"] == "Ready" and c["status"] == "True"
-        for c in pod.get("status", {}).get("conditions", [])
-    ) and not pod["metadata"].get("deletionTimestamp")
-
-
-def served_by(prometheus: str, ns: Kubectl, pods: set[str]) -> dict[str, float] | None:
-    finished = prometheus_query(
-        prometheus,
-        f'sum by (pod) (deepseek_requests_finished_total{{namespace="{ns.namespace}",'
-        f'service="{NAME}"}})',
-    )
-    counts = {pod: finished.get(pod, 0.0) for pod in pods}
-    return counts if all(counts.values()) else None
+    scale_up_and_down(ns, NAME, cluster_ip, prometheus, lambda: str(ns.get("hpa", NAME)))

@@ -79,5 +79,11 @@ def _autoscaling(
     if active is None:
         message = f"{kind} {target.name} has not reported yet"
         return condition(AUTOSCALING, None, "NotReported", message, generation)
+    if active.get("status") != "True":
+        # KEDA's Ready=Unknown: a new ScaledObject, or PartialTriggerError (some triggers fail).
+        message = f"{kind} {target.name}: {active.get('message') or ACTIVE[kind] + ' is Unknown'}"
+        return condition(
+            AUTOSCALING, None, active.get("reason") or "NotReported", message, generation
+        )
     message = f"{kind} {target.name} scales on {QUEUE_METRIC}"
     return condition(AUTOSCALING, True, active.get("reason") or "Active", message, generation)

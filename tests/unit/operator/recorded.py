@@ -209,3 +209,18 @@ def leader_worker_set(
         "spec": {"replicas": desired, "leaderWorkerTemplate": {"size": size}},
         "status": status,
     }
+
+
+def scaled_object(*conditions: tuple[str, str, str, str]) -> dict[str, Any]:
+    """keda.sh/v1alpha1 ScaledObject r1 with (type, status, reason, message) conditions as KEDA
+    v2.21's operator writes them (pkg/scaling/executor/scale_scaledobjects.go)."""
+    return {
+        "apiVersion": "keda.sh/v1alpha1",
+        "kind": "ScaledObject",
+        "metadata": {"name": "r1", "namespace": "ai"},
+        "status": {
+            "conditions": [
+                {"type": t, "status": s, "reason": r, "message": m} for t, s, r, m in conditions
+            ],
+        },
+    }

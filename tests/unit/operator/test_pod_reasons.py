@@ -204,6 +204,43 @@ def test_a_working_hpa_and_one_not_reported_yet() -> None:
     assert autoscaling_of(recorded.hpa())["status"] == "Unknown"
 
 
+def keda_autoscaling_of(scaled_object: dict[str, Any]) -> dict[str, Any]:
+    keda = target(autoscaling={"mode": "keda", "minReplicas": 1, "maxReplicas": 3})
+    status = st.status_of(keda, st.Observed(recorded.deployment(1, 1), [], scaled_object), {}, 1)
+    return {c["type"]: c for c in status["conditions"]}["Autoscaling"]
+
+
+TRIGGER_ERROR = "Triggers defined in ScaledObject are not working correctly"
+NOT_ACTIVE = "Scaling is not performed because triggers are not active"
+SO_READY = "ScaledObject is defined correctly and is ready for scaling"
+PARTIAL = "Some triggers defined in ScaledObject are not working correctly"
+
+
+def test_keda_failing_to_read_prometheus_reaches_the_cr_with_kedas_reason() -> None:
+    failing = recorded.scaled_object(
+        ("Ready", "False", "TriggerError", TRIGGER_ERROR),
+        ("Active", "False", "ScalerNotActive", NOT_ACTIVE),
+    )
+    cond = keda_autoscaling_of(failing)
+    assert (cond["status"], cond["reason"]) == ("False", "TriggerError")
+    assert cond["message"] == f"ScaledObject r1: {TRIGGER_ERROR}"
+
+
+def test_keda_ready_is_true_and_unknown_stays_unknown() -> None:
+    ready = recorded.scaled_object(
+        ("Ready", "True", "ScaledObjectReady", SO_READY),
+    )
+    assert (keda_autoscaling_of(ready)["status"], keda_autoscaling_of(ready)["reason"]) == (
+        "True",
+        "ScaledObjectReady",
+    )
+    partial = recorded.scaled_object(
+        ("Ready", "Unknown", "PartialTriggerError", PARTIAL),
+    )
+    cond = keda_autoscaling_of(partial)
+    assert (cond["status"], cond["reason"]) == ("Unknown", "PartialTriggerError")
+
+
 def test_each_new_problem_is_one_event() -> None:
     t = target()
     first = st.status_of(
