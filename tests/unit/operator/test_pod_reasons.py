@@ -177,21 +177,6 @@ def autoscaling_of(hpa: dict[str, Any] | None) -> dict[str, Any]:
     return {c["type"]: c for c in status["conditions"]}["Autoscaling"]
 
 
-def test_the_hpa_failing_to_read_the_queue_gauge_reaches_the_cr() -> None:
-    hpa = recorded.hpa(
-        (
-            "AbleToScale",
-            "True",
-            "SucceededGetScale",
-            "the HPA controller was able to get the target's current scale",
-        ),
-        ("ScalingActive", "False", "FailedGetPodsMetric", NO_METRICS_API),
-    )
-    cond = autoscaling_of(hpa)
-    assert (cond["status"], cond["reason"]) == ("False", "FailedGetPodsMetric")
-    assert cond["message"] == f"HorizontalPodAutoscaler r1: {NO_METRICS_API}"
-
-
 def test_a_working_hpa_and_one_not_reported_yet() -> None:
     working = recorded.hpa(
         ("AbleToScale", "True", "ReadyForNewScale", "recommended size matches current size"),
@@ -216,14 +201,35 @@ SO_READY = "ScaledObject is defined correctly and is ready for scaling"
 PARTIAL = "Some triggers defined in ScaledObject are not working correctly"
 
 
-def test_keda_failing_to_read_prometheus_reaches_the_cr_with_kedas_reason() -> None:
-    failing = recorded.scaled_object(
-        ("Ready", "False", "TriggerError", TRIGGER_ERROR),
-        ("Active", "False", "ScalerNotActive", NOT_ACTIVE),
-    )
-    cond = keda_autoscaling_of(failing)
-    assert (cond["status"], cond["reason"]) == ("False", "TriggerError")
-    assert cond["message"] == f"ScaledObject r1: {TRIGGER_ERROR}"
+@pytest.mark.parametrize(
+    ("mode", "failing", "reason", "message"),
+    [
+        (
+            "hpa",
+            lambda: recorded.hpa(
+                ("AbleToScale", "True", "SucceededGetScale", "the HPA could get the scale"),
+                ("ScalingActive", "False", "FailedGetPodsMetric", NO_METRICS_API),
+            ),
+            "FailedGetPodsMetric",
+            f"HorizontalPodAutoscaler r1: {NO_METRICS_API}",
+        ),
+        (
+            "keda",
+            lambda: recorded.scaled_object(
+                ("Ready", "False", "TriggerError", TRIGGER_ERROR),
+                ("Active", "False", "ScalerNotActive", NOT_ACTIVE),
+            ),
+            "TriggerError",
+            f"ScaledObject r1: {TRIGGER_ERROR}",
+        ),
+    ],
+)
+def test_an_autoscaler_that_cannot_read_the_queue_reaches_the_cr_with_its_own_reason(
+    mode: str, failing: Any, reason: str, message: str
+) -> None:
+    of = keda_autoscaling_of if mode == "keda" else autoscaling_of
+    cond = of(failing())
+    assert (cond["status"], cond["reason"], cond["message"]) == ("False", reason, message)
 
 
 def test_keda_ready_is_true_and_unknown_stays_unknown() -> None:
