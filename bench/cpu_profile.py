@@ -4,8 +4,8 @@ In one process, on the bundled SmolLM2 GGUF: the weights' size as loaded against
 the torch thread count the server would use, torch.profiler's split of one decode step of
 transformers' model at 1 row, and decode-step times (median of interleaved rounds) at 1 and 16
 rows for transformers' model and the compact model in fp32, int8 and gguf (the GGUF's own
-blocks), the last also with one torch thread more than the server's (does a second thread
-help when the event loops are idle?).
+blocks: op by op, and as the server runs them, fused layer calls), the last also with one
+thread more than the server's (does a second thread help when the event loops are idle?).
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from typing import Any
 ROUNDS = 3
 STEPS = 4  # decode steps per timing, after a short prefill (PROMPT tokens)
 PROMPT = 8
+OP_BY_OP = "compact gguf, op by op"
 
 
 def _decode_timer(model: Any, config: Any, rows: int) -> Callable[[], float]:
@@ -64,6 +65,7 @@ def profile_section(threads: int | None) -> str:
     from deepseek_runtime.engine.config import EngineConfig
     from deepseek_runtime.model.compact import compact_model
     from deepseek_runtime.model.compact_weights import quantize_int8
+    from deepseek_runtime.model.gguf_layer import fuse_layers
     from deepseek_runtime.model.gguf_weights import use_gguf_blocks
     from deepseek_runtime.model.loader import load_model
     from deepseek_runtime.model.source import default_model_path
@@ -77,10 +79,13 @@ def profile_section(threads: int | None) -> str:
     file_mib = default_model_path().stat().st_size >> 20
     compact = compact_model(hf)
     int8 = quantize_int8(compact_model(hf), loaded.tokenizer)  # type: ignore[arg-type]
-    gguf = use_gguf_blocks(compact_model(hf), default_model_path())  # type: ignore[arg-type]
+    gguf = fuse_layers(use_gguf_blocks(compact_model(hf), default_model_path()))  # type: ignore[arg-type]
+    # The same blocks run op by op (compact.py's layer) and as fused kernel calls (gguf_layer).
+    fused = list(gguf.layers)
+    layers = {OP_BY_OP: [getattr(layer, "layer", layer) for layer in fused]}
     more = f"compact gguf, {server_threads + 1} threads"
     models = {"transformers fp32": hf, "compact fp32": compact, "compact int8": int8,
-              "compact gguf": gguf, more: gguf}  # fmt: skip
+              OP_BY_OP: gguf, "compact gguf": gguf, more: gguf}  # fmt: skip
     times: dict[tuple[str, int], list[float]] = {}
     with torch.inference_mode():
         split = _profile_split(hf, config)
@@ -88,6 +93,8 @@ def profile_section(threads: int | None) -> str:
             for rows in (1, 16):
                 for name, model in models.items():
                     torch.set_num_threads(server_threads + (name == more))
+                    if model is gguf:
+                        gguf.layers = torch.nn.ModuleList(layers.get(name, fused))
                     times.setdefault((name, rows), []).append(_decode_timer(model, config, rows)())
         torch.set_num_threads(server_threads)
     lines = [

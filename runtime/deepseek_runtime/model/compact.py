@@ -143,7 +143,8 @@ class CompactCausalLM(nn.Module):
         self.lm_head: nn.Module = hf_model.lm_head
 
     def decoder_layers(self) -> list[CompactLayer]:
-        return [layer for layer in self.layers if isinstance(layer, CompactLayer)]
+        # modules(), not self.layers: a layer may run wrapped (gguf_layer.BlockLayer).
+        return [module for module in self.modules() if isinstance(module, CompactLayer)]
 
     @property
     def device(self) -> torch.device:

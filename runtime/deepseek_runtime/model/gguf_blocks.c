@@ -1,21 +1,45 @@
-/* y = x W^T with W kept in a GGUF's own blocks of 32 weights: `--quantization gguf` on CPU.
+/* A decoder layer's arithmetic on weights kept in a GGUF's own blocks of 32: `--quantization
+ * gguf` on CPU.
  *
  * torch's CPU int4 weight-only matmul (_weight_int4pack_mm_for_cpu) is vectorized for AVX-512
  * only; on an AVX2 CPU it falls back to scalar code, 20-50x slower than the fp32 matmul it
  * would replace. This file is the AVX2/FMA loop instead, compiled on first use by
  * model/gguf_kernel.py and called through ctypes with the tensors' data pointers.
  *
+ * Besides y = x W^T it offers the steps around the matmuls of a Llama layer as single calls
+ * (RMSNorm then matmul; matmul added into the residual; the whole gated MLP; rotary embedding
+ * in place): at one row a decode step is ~40 small torch ops per layer otherwise, and their
+ * dispatch cost as much as the matmuls (profiled; model/gguf_layer.py uses these).
+ *
  * Layouts (the GGUF's, with the fp16 block scales widened to fp32 once at load):
  *   q4_1: qs [N, K/32, 16] bytes, element j of a block in the low nibble of byte j, element
  *         j+16 in the high one; w = d * q + m with d, m [N, K/32] (Q4_0 arrives as m = -8d);
- *   q8_0: qs [N, K/32, 32] int8; w = d * q with d [N, K/32].
- * x [R, K] and y [R, N] are contiguous fp32. As in llama.cpp, x is quantized to int8 per block
+ *   q8_0: qs [N, K/32, 32] int8; w = d * q with d [N, K/32] (m is NULL).
+ * Activations are contiguous fp32 rows. As in llama.cpp, they are quantized to int8 per block
  * of 32 (one scale each) so the products are integer ones (maddubs: 32 per instruction): not
  * exact, which is why this is its own mode. Each weight block is unpacked once per column and
- * used for up to 8 rows of x, so decode (1-16 rows) reads the weights' bytes once per step.
+ * used for up to 8 rows, so decode (1-16 rows) reads the weights' bytes once per step. Output
+ * columns are split across `threads` OpenMP threads in chunks taken dynamically, so a thread
+ * that the OS parks for a while (the server's event loops share the cores) delays one chunk,
+ * not a fixed half of the work.
  */
 #include <immintrin.h>
+#include <math.h>
 #include <stdint.h>
+
+typedef struct {
+    int64_t n, k; /* the weight is [n, k]: n outputs over k inputs, k a multiple of 32 */
+    const uint8_t *qs;
+    const float *d, *m; /* m: NULL for q8_0 */
+} blocks_t;
+
+typedef struct {
+    int8_t *q; /* [rows, width] activations as int8 blocks (scratch from the caller) */
+    float *d;  /* [rows, width / 32] each block's scale */
+    float *s;  /* [rows, width / 32] each block's exact float sum (q4_1's m term) */
+} qx_t;
+
+enum { CHUNK = 16 }; /* output columns a thread takes at a time */
 
 static inline float hsum(__m256 v) {
     __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
@@ -24,21 +48,43 @@ static inline float hsum(__m256 v) {
     return _mm_cvtss_f32(s);
 }
 
-/* x's rows in blocks of 32 as int8 (llama.cpp's Q8 activations): xq = round(x / dx) with dx
- * = max|x| / 127 per block; sx = the block's exact float sum (for Q4_1's m term). */
-static void quantize_rows(const float *x, int64_t R, int64_t K, int8_t *xq, float *dx, float *sx) {
-    for (int64_t b = 0; b < R * K / 32; b++) {
-        const float *v = x + b * 32;
-        float peak = 0.0f, sum = 0.0f;
-        for (int i = 0; i < 32; i++) {
-            float a = v[i] < 0 ? -v[i] : v[i];
-            peak = a > peak ? a : peak;
-            sum += v[i];
+/* One block of 32 floats as int8 (llama.cpp's Q8 activations): q = round(v / d) with d =
+ * max|v| / 127; s = the block's exact float sum. */
+static inline void quantize_block(const float *v, int8_t *q, float *d, float *s) {
+    float peak = 0.0f, sum = 0.0f;
+    for (int i = 0; i < 32; i++) {
+        float a = fabsf(v[i]);
+        peak = a > peak ? a : peak;
+        sum += v[i];
+    }
+    float inv = peak > 0 ? 127.0f / peak : 0.0f;
+    for (int i = 0; i < 32; i++) q[i] = (int8_t)__builtin_lrintf(v[i] * inv);
+    *d = peak / 127.0f;
+    *s = sum;
+}
+
+/* Rows of x ([R, K], row stride ldx) into qx; with `norm`, each row is first RMS-normalized
+ * and scaled by norm[K] in LlamaRMSNorm's order: norm * (x * rsqrt(mean(x^2) + eps)). */
+static void quantize_rows(const float *x, int64_t R, int64_t K, int64_t ldx, const float *norm,
+                          float eps, const qx_t *qx) {
+    int64_t G = K / 32;
+    float block[32];
+    for (int64_t r = 0; r < R; r++) {
+        const float *row = x + r * ldx;
+        float inv = 1.0f;
+        if (norm) {
+            float squares = 0.0f;
+            for (int64_t i = 0; i < K; i++) squares += row[i] * row[i];
+            inv = 1.0f / sqrtf(squares / (float)K + eps);
         }
-        float scale = peak / 127.0f, inv = peak > 0 ? 127.0f / peak : 0.0f;
-        for (int i = 0; i < 32; i++) xq[b * 32 + i] = (int8_t)__builtin_lrintf(v[i] * inv);
-        dx[b] = scale;
-        sx[b] = sum;
+        for (int64_t g = 0; g < G; g++) {
+            const float *v = row + g * 32;
+            if (norm) {
+                for (int i = 0; i < 32; i++) block[i] = norm[g * 32 + i] * (v[i] * inv);
+                v = block;
+            }
+            quantize_block(v, qx->q + (r * G + g) * 32, qx->d + r * G + g, qx->s + r * G + g);
+        }
     }
 }
 
@@ -48,12 +94,18 @@ static inline __m256 dot_u8s8(__m256i u, __m256i s) {
     return _mm256_cvtepi32_ps(_mm256_madd_epi16(pairs, _mm256_set1_epi16(1)));
 }
 
-/* One output column n for T rows: the block's weights unpacked once, then per row an integer
- * dot product scaled by both blocks' scales. */
+static inline void store(float *y, float v, int add) { *y = add ? *y + v : v; }
+
+/* Output column n for T rows starting at row r0: the column's blocks unpacked once, then per
+ * row an integer dot product scaled by both blocks' scales. */
 #define ROWS(T)                                                                                \
-    static void q4_1_rows##T(const int8_t *xq, const float *dx, const float *sx, int64_t G,    \
-                             const uint8_t *qs, const float *d, const float *m, int64_t N,     \
-                             int64_t n, float *y) {                                            \
+    static void q4_rows##T(const blocks_t *w, const qx_t *x, int64_t r0, int64_t n, float *y,  \
+                           int64_t ldy, int add) {                                             \
+        int64_t G = w->k / 32;                                                                 \
+        const uint8_t *qs = w->qs + n * G * 16;                                                \
+        const float *d = w->d + n * G, *m = w->m + n * G;                                      \
+        const int8_t *xq = x->q + r0 * w->k;                                                   \
+        const float *dx = x->d + r0 * G, *sx = x->s + r0 * G;                                  \
         __m256 acc[T];                                                                         \
         float bias[T];                                                                         \
         for (int r = 0; r < T; r++) acc[r] = _mm256_setzero_ps(), bias[r] = 0.0f;              \
@@ -69,10 +121,15 @@ static inline __m256 dot_u8s8(__m256i u, __m256i s) {
                 bias[r] += m[g] * sx[r * G + g];                                               \
             }                                                                                  \
         }                                                                                      \
-        for (int r = 0; r < T; r++) y[r * N + n] = hsum(acc[r]) + bias[r];                     \
+        for (int r = 0; r < T; r++) store(y + (r0 + r) * ldy + n, hsum(acc[r]) + bias[r], add); \
     }                                                                                          \
-    static void q8_0_rows##T(const int8_t *xq, const float *dx, int64_t G, const int8_t *qs,   \
-                             const float *d, int64_t N, int64_t n, float *y) {                 \
+    static void q8_rows##T(const blocks_t *w, const qx_t *x, int64_t r0, int64_t n, float *y,  \
+                           int64_t ldy, int add) {                                             \
+        int64_t G = w->k / 32;                                                                 \
+        const int8_t *qs = (const int8_t *)w->qs + n * G * 32;                                 \
+        const float *d = w->d + n * G;                                                         \
+        const int8_t *xq = x->q + r0 * w->k;                                                   \
+        const float *dx = x->d + r0 * G;                                                       \
         __m256 acc[T];                                                                         \
         for (int r = 0; r < T; r++) acc[r] = _mm256_setzero_ps();                              \
         for (int64_t g = 0; g < G; g++) {                                                      \
@@ -85,7 +142,7 @@ static inline __m256 dot_u8s8(__m256i u, __m256i s) {
                                          acc[r]);                                              \
             }                                                                                  \
         }                                                                                      \
-        for (int r = 0; r < T; r++) y[r * N + n] = hsum(acc[r]);                               \
+        for (int r = 0; r < T; r++) store(y + (r0 + r) * ldy + n, hsum(acc[r]), add);          \
     }
 
 ROWS(1)
@@ -93,40 +150,64 @@ ROWS(2)
 ROWS(4)
 ROWS(8)
 
-/* Both entry points take scratch space from the caller (torch allocates it): xq [R, K] int8,
- * dx and sx [R, K/32] fp32. */
-void q4_1_mm(const float *x, int64_t R, int64_t K, const uint8_t *qs, const float *d,
-             const float *m, int64_t N, float *y, int8_t *xq, float *dx, float *sx, int threads) {
-    int64_t G = K / 32;
-    quantize_rows(x, R, K, xq, dx, sx);
-#pragma omp parallel for num_threads(threads) schedule(static)
-    for (int64_t n = 0; n < N; n++) {
-        const uint8_t *qn = qs + n * G * 16;
-        const float *dn = d + n * G, *mn = m + n * G;
+/* y[R, w.n] (row stride ldy) = x W^T, or += with `add`, x already quantized in qx. */
+static void matmul(const blocks_t *w, const qx_t *x, int64_t R, float *y, int64_t ldy, int add,
+                   int threads) {
+    int q4 = w->m != 0;
+#pragma omp parallel for num_threads(threads) schedule(dynamic, CHUNK) if (threads > 1)
+    for (int64_t n = 0; n < w->n; n++) {
         int64_t r = 0;
-#define AT(r) xq + (r) * K, dx + (r) * G, sx + (r) * G, G, qn, dn, mn, N, n, y + (r) * N
-        for (; r + 8 <= R; r += 8) q4_1_rows8(AT(r));
-        for (; r + 4 <= R; r += 4) q4_1_rows4(AT(r));
-        for (; r + 2 <= R; r += 2) q4_1_rows2(AT(r));
-        for (; r < R; r++) q4_1_rows1(AT(r));
-#undef AT
+        for (; r + 8 <= R; r += 8) (q4 ? q4_rows8 : q8_rows8)(w, x, r, n, y, ldy, add);
+        for (; r + 4 <= R; r += 4) (q4 ? q4_rows4 : q8_rows4)(w, x, r, n, y, ldy, add);
+        for (; r + 2 <= R; r += 2) (q4 ? q4_rows2 : q8_rows2)(w, x, r, n, y, ldy, add);
+        for (; r < R; r++) (q4 ? q4_rows1 : q8_rows1)(w, x, r, n, y, ldy, add);
     }
 }
 
-void q8_0_mm(const float *x, int64_t R, int64_t K, const int8_t *qs, const float *d, int64_t N,
-             float *y, int8_t *xq, float *dx, float *sx, int threads) {
-    int64_t G = K / 32;
-    quantize_rows(x, R, K, xq, dx, sx);
-#pragma omp parallel for num_threads(threads) schedule(static)
-    for (int64_t n = 0; n < N; n++) {
-        const int8_t *qn = qs + n * G * 32;
-        const float *dn = d + n * G;
-        int64_t r = 0;
-#define AT(r) xq + (r) * K, dx + (r) * G, G, qn, dn, N, n, y + (r) * N
-        for (; r + 8 <= R; r += 8) q8_0_rows8(AT(r));
-        for (; r + 4 <= R; r += 4) q8_0_rows4(AT(r));
-        for (; r + 2 <= R; r += 2) q8_0_rows2(AT(r));
-        for (; r < R; r++) q8_0_rows1(AT(r));
-#undef AT
+/* y = x W^T (add = 0) or y += x W^T (add = 1): x [R, w.k], y [R, w.n]. */
+void gguf_linear(const blocks_t *w, const float *x, int64_t R, float *y, int add, const qx_t *qx,
+                 int threads) {
+    quantize_rows(x, R, w->k, w->k, 0, 0.0f, qx);
+    matmul(w, qx, R, y, w->n, add, threads);
+}
+
+/* y = rms_norm(x) W^T: the layer's input norm and its q/k/v projection (or the output head). */
+void gguf_norm_linear(const blocks_t *w, const float *x, int64_t R, const float *norm, float eps,
+                      float *y, const qx_t *qx, int threads) {
+    quantize_rows(x, R, w->k, w->k, norm, eps, qx);
+    matmul(w, qx, R, y, w->n, 0, threads);
+}
+
+/* x += down(silu(gate) * up) with [gate | up] = rms_norm(x) gate_up^T: the whole MLP block of
+ * a Llama layer, residual included. x [R, K]; h [R, 2F] scratch; qx sized for max(K, F). */
+void gguf_mlp(const blocks_t *gate_up, const blocks_t *down, float *x, int64_t R,
+              const float *norm, float eps, float *h, const qx_t *qx, int threads) {
+    int64_t K = gate_up->k, F = gate_up->n / 2;
+    quantize_rows(x, R, K, K, norm, eps, qx);
+    matmul(gate_up, qx, R, h, 2 * F, 0, threads);
+    for (int64_t r = 0; r < R; r++) {
+        float *gate = h + r * 2 * F, *up = gate + F;
+        for (int64_t i = 0; i < F; i++) gate[i] = gate[i] / (1.0f + expf(-gate[i])) * up[i];
+    }
+    quantize_rows(h, R, F, 2 * F, 0, 0.0f, qx);
+    matmul(down, qx, R, x, K, 1, threads);
+}
+
+/* transformers' Llama rotary embedding in place on the first `heads` heads (q's, then k's) of
+ * each row of qkv [R, width]: x * cos + rotate_half(x) * sin, with cos and sin [R, dim] as the
+ * model's rotary_emb returns them (its attention scaling included). */
+void gguf_rope(float *qkv, int64_t R, int64_t width, int64_t heads, int64_t dim,
+               const float *cos, const float *sin) {
+    int64_t half = dim / 2;
+    for (int64_t r = 0; r < R; r++) {
+        const float *c = cos + r * dim, *s = sin + r * dim;
+        for (int64_t h = 0; h < heads; h++) {
+            float *v = qkv + r * width + h * dim;
+            for (int64_t i = 0; i < half; i++) {
+                float a = v[i], b = v[i + half];
+                v[i] = a * c[i] - b * s[i];
+                v[i + half] = b * c[i + half] + a * s[i + half];
+            }
+        }
     }
 }

@@ -14,6 +14,7 @@ import os
 import shutil
 import subprocess
 import tempfile
+import threading
 from functools import cache
 from pathlib import Path
 
@@ -69,32 +70,114 @@ def library() -> ctypes.CDLL:
     if not target.is_file():
         _build(compiler, target)
     lib = ctypes.CDLL(str(target))
-    i64, ptr = ctypes.c_int64, ctypes.c_void_p
-    lib.q4_1_mm.argtypes = [ptr, i64, i64, ptr, ptr, ptr, i64, ptr, ptr, ptr, ptr, ctypes.c_int]
-    lib.q8_0_mm.argtypes = [ptr, i64, i64, ptr, ptr, i64, ptr, ptr, ptr, ptr, ctypes.c_int]
-    lib.q4_1_mm.restype = lib.q8_0_mm.restype = None
+    i64, ptr, f32, i32 = ctypes.c_int64, ctypes.c_void_p, ctypes.c_float, ctypes.c_int
+    lib.gguf_linear.argtypes = [ptr, ptr, i64, ptr, i32, ptr, i32]
+    lib.gguf_norm_linear.argtypes = [ptr, ptr, i64, ptr, f32, ptr, ptr, i32]
+    lib.gguf_mlp.argtypes = [ptr, ptr, ptr, i64, ptr, f32, ptr, ptr, i32]
+    lib.gguf_rope.argtypes = [ptr, i64, i64, i64, i64, ptr, ptr]
+    for name in ("gguf_linear", "gguf_norm_linear", "gguf_mlp", "gguf_rope"):
+        getattr(lib, name).restype = None
     return lib
 
 
-def _call(name: str, x: torch.Tensor, weight: list[torch.Tensor], n: int) -> torch.Tensor:
-    """Run kernel `name` on x [R, K] and a weight's tensors; the output is y [R, n]."""
-    x = x.contiguous()
-    rows, k = x.shape
-    y = torch.empty(rows, n, dtype=torch.float32)
-    xq = torch.empty(rows, k, dtype=torch.int8)  # scratch: x as int8 blocks, their scales, sums
-    scales = torch.empty(2, rows, k // 32, dtype=torch.float32)
-    getattr(library(), name)(
-        x.data_ptr(), rows, k, *(t.data_ptr() for t in weight), n, y.data_ptr(),
-        xq.data_ptr(), scales[0].data_ptr(), scales[1].data_ptr(), torch.get_num_threads(),
-    )  # fmt: skip
+class Weight(ctypes.Structure):
+    """blocks_t: a weight [n, k] in blocks, by its tensors' data pointers (the caller keeps the
+    tensors alive: BlockLinear holds both)."""
+
+    _fields_ = [("n", ctypes.c_int64), ("k", ctypes.c_int64), ("qs", ctypes.c_void_p),
+                ("d", ctypes.c_void_p), ("m", ctypes.c_void_p)]  # fmt: skip
+
+
+class _Quantized(ctypes.Structure):
+    """qx_t: scratch for activations quantized to int8 blocks."""
+
+    _fields_ = [("q", ctypes.c_void_p), ("d", ctypes.c_void_p), ("s", ctypes.c_void_p)]
+
+
+def weight(qs: torch.Tensor, d: torch.Tensor, m: torch.Tensor | None) -> Weight:
+    """The kernel's view of one weight's blocks (qs, d and m contiguous, m None for q8_0)."""
+    n, groups = d.shape
+    return Weight(n, groups * 32, qs.data_ptr(), d.data_ptr(), 0 if m is None else m.data_ptr())
+
+
+class _Scratch(threading.local):
+    """Grow-only buffers per thread: a decode step calls the kernels ~100 times, and fresh
+    tensors for each call cost as much as a small kernel."""
+
+    def __init__(self) -> None:
+        self.buffers: dict[str, torch.Tensor] = {}
+
+    def take(self, name: str, count: int, dtype: torch.dtype) -> torch.Tensor:
+        buffer = self.buffers.get(name)
+        if buffer is None or buffer.numel() < count:
+            buffer = self.buffers[name] = torch.empty(max(count, 1 << 16), dtype=dtype)
+        return buffer[:count]
+
+
+_scratch = _Scratch()
+_threads = 0  # 0: torch's thread count
+
+
+def set_threads(count: int) -> None:
+    """Threads the kernels split their output columns over (0: torch.get_num_threads())."""
+    global _threads
+    _threads = max(0, count)
+
+
+def threads() -> int:
+    return _threads or torch.get_num_threads()
+
+
+def _quantized(rows: int, width: int) -> _Quantized:
+    groups = rows * width // 32
+    q = _scratch.take("q", rows * width, torch.int8)
+    scales = _scratch.take("scales", 2 * groups, torch.float32)
+    return _Quantized(q.data_ptr(), scales.data_ptr(), scales[groups:].data_ptr())
+
+
+def _rows(x: torch.Tensor, width: int) -> torch.Tensor:
+    if x.dtype != torch.float32 or not x.is_contiguous() or x.shape[-1] != width:
+        raise ValueError(f"expected contiguous float32 rows of {width}, got {x.dtype} "
+                         f"{tuple(x.shape)}")  # fmt: skip
+    return x
+
+
+def linear(w: Weight, x: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
+    """x [..., k] W^T -> [..., n]; with `out`, added into it (out += x W^T) and returned."""
+    rows = _rows(x, w.k).numel() // w.k
+    y = torch.empty(*x.shape[:-1], w.n) if out is None else _rows(out, w.n)
+    library().gguf_linear(ctypes.byref(w), x.data_ptr(), rows, y.data_ptr(), out is not None,
+                          ctypes.byref(_quantized(rows, w.k)), threads())  # fmt: skip
     return y
 
 
-def q4_1_mm(x: torch.Tensor, qs: torch.Tensor, d: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
-    """x [R, K] fp32 times the Q4_1 weight (qs [N, K/32, 16] uint8, d and m [N, K/32])^T."""
-    return _call("q4_1_mm", x, [qs, d, m], qs.shape[0])
+def norm_linear(w: Weight, x: torch.Tensor, norm: torch.Tensor, eps: float) -> torch.Tensor:
+    """rms_norm(x, norm, eps) W^T, in one call."""
+    rows = _rows(x, w.k).numel() // w.k
+    y = torch.empty(*x.shape[:-1], w.n)
+    quantized = _quantized(rows, w.k)
+    library().gguf_norm_linear(ctypes.byref(w), x.data_ptr(), rows, norm.data_ptr(), eps,
+                               y.data_ptr(), ctypes.byref(quantized), threads())  # fmt: skip
+    return y
 
 
-def q8_0_mm(x: torch.Tensor, qs: torch.Tensor, d: torch.Tensor) -> torch.Tensor:
-    """x [R, K] fp32 times the Q8_0 weight (qs [N, K/32, 32] int8, d [N, K/32])^T."""
-    return _call("q8_0_mm", x, [qs, d], qs.shape[0])
+def mlp(gate_up: Weight, down: Weight, x: torch.Tensor, norm: torch.Tensor, eps: float) -> None:
+    """x += down(silu(gate) * up), [gate | up] = rms_norm(x) gate_up^T: in place, one call."""
+    rows = _rows(x, gate_up.k).numel() // gate_up.k
+    hidden = _scratch.take("mlp", rows * gate_up.n, torch.float32)
+    quantized = _quantized(rows, max(gate_up.k, down.k))
+    library().gguf_mlp(ctypes.byref(gate_up), ctypes.byref(down), x.data_ptr(), rows,
+                       norm.data_ptr(), eps, hidden.data_ptr(), ctypes.byref(quantized),
+                       threads())  # fmt: skip
+
+
+def rope(qkv: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, heads: int) -> None:
+    """Llama's rotary embedding in place on the first `heads` heads of each row of qkv."""
+    dim = cos.shape[-1]
+    rows = qkv.numel() // qkv.shape[-1]
+    # [1, length, dim] tables (positions shared by the batch) broadcast to every row.
+    cos, sin = (_rows(t.expand(*qkv.shape[:-1], dim).contiguous(), dim) for t in (cos, sin))
+    if cos.numel() != rows * dim or heads * dim > qkv.shape[-1]:
+        raise ValueError(f"rotary tables {tuple(cos.shape)} do not match q/k {tuple(qkv.shape)}")
+    library().gguf_rope(_rows(qkv, qkv.shape[-1]).data_ptr(), rows, qkv.shape[-1], heads, dim,
+                        cos.data_ptr(), sin.data_ptr())  # fmt: skip

@@ -91,13 +91,11 @@ class BlockLinear(nn.Module):
             blocks.m if blocks.m is not None else -8 * blocks.d).contiguous()  # fmt: skip
         self.out_features = int(self.qs.shape[0])
         self.in_features = int(self.d.shape[1]) * BLOCK
+        self.blocks = gguf_kernel.weight(self.qs, self.d, self.m)  # pointers into the above
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        flat = x.reshape(-1, self.in_features).float()
-        if self.m is None:
-            out = gguf_kernel.q8_0_mm(flat, self.qs, self.d)
-        else:
-            out = gguf_kernel.q4_1_mm(flat, self.qs, self.d, self.m)
+        flat = x.reshape(-1, self.in_features).float().contiguous()
+        out = gguf_kernel.linear(self.blocks, flat)
         return out.view(*x.shape[:-1], self.out_features).to(x.dtype)
 
 

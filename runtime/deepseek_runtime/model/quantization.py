@@ -141,6 +141,7 @@ def _gguf_blocks(model: Any, gguf: Path | None) -> Any:
     """The compact model computing from the GGUF's blocks (gguf_weights.py)."""
     from deepseek_runtime.model.compact import compact_model
     from deepseek_runtime.model.gguf_kernel import KernelUnavailableError
+    from deepseek_runtime.model.gguf_layer import fuse_layers
     from deepseek_runtime.model.gguf_weights import use_gguf_blocks
 
     if gguf is None:
@@ -154,6 +155,6 @@ def _gguf_blocks(model: Any, gguf: Path | None) -> Any:
             f"{getattr(model.config, 'model_type', '?')}); use none or int8"
         )
     try:
-        return use_gguf_blocks(compact, gguf)
+        return fuse_layers(use_gguf_blocks(compact, gguf))
     except KernelUnavailableError as exc:
         raise UnsupportedQuantizationError(f"quantization gguf: {exc}") from exc
