@@ -96,12 +96,63 @@ static inline __m256 dot_u8s8(__m256i u, __m256i s) {
 
 static inline void store(float *y, float v, int add) { *y = add ? *y + v : v; }
 
+/* Where the CPU has AVX-512 with VNNI (model/gguf_kernel.py compiles for it then), blocks go
+ * in pairs through 512-bit registers: one vpdpbusd does the 64 u8 x s8 products and their sums
+ * that take maddubs + madd on AVX2. A pair's two scales fill the two halves of one vector. */
+#if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VNNI__)
+#define WIDE 1
+static inline __m512 pair_scales(float a, float b) {
+    __m512d lo = _mm512_castps_pd(_mm512_castps256_ps512(_mm256_set1_ps(a)));
+    return _mm512_castpd_ps(_mm512_insertf64x4(lo, _mm256_castps_pd(_mm256_set1_ps(b)), 1));
+}
+/* Two q4 blocks' 64 nibbles in element order: [g low, g high, g+1 low, g+1 high]. */
+static inline __m512i q4_pair(const uint8_t *qs) {
+    __m256i b = _mm256_loadu_si256((const __m256i *)qs), low = _mm256_set1_epi8(0x0F);
+    __m512i q = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_and_si256(b, low)),
+                                   _mm256_and_si256(_mm256_srli_epi16(b, 4), low), 1);
+    return _mm512_shuffle_i64x2(q, q, _MM_SHUFFLE(3, 1, 2, 0));
+}
+#define PAIRS_Q4(T)                                                                            \
+    for (; g + 2 <= G; g += 2) {                                                               \
+        __m512i q = q4_pair(qs + g * 16);                                                      \
+        for (int r = 0; r < T; r++) {                                                          \
+            __m512i xv = _mm512_loadu_si512(xq + (r * G + g) * 32);                            \
+            __m512i dot = _mm512_dpbusd_epi32(_mm512_setzero_si512(), q, xv);                  \
+            __m512 scale = pair_scales(d[g] * dx[r * G + g], d[g + 1] * dx[r * G + g + 1]);    \
+            wide[r] = _mm512_fmadd_ps(scale, _mm512_cvtepi32_ps(dot), wide[r]);                \
+            bias[r] += m[g] * sx[r * G + g] + m[g + 1] * sx[r * G + g + 1];                    \
+        }                                                                                      \
+    }
+#define PAIRS_Q8(T)                                                                            \
+    for (; g + 2 <= G; g += 2) {                                                               \
+        __m512i q = _mm512_loadu_si512(qs + g * 32);                                           \
+        __m512i size = _mm512_abs_epi8(q); /* |q| as u8; x takes q's sign */                   \
+        __mmask64 negative = _mm512_movepi8_mask(q);                                           \
+        for (int r = 0; r < T; r++) {                                                          \
+            __m512i xv = _mm512_loadu_si512(xq + (r * G + g) * 32);                            \
+            xv = _mm512_mask_sub_epi8(xv, negative, _mm512_setzero_si512(), xv);               \
+            __m512i dot = _mm512_dpbusd_epi32(_mm512_setzero_si512(), size, xv);               \
+            __m512 scale = pair_scales(d[g] * dx[r * G + g], d[g + 1] * dx[r * G + g + 1]);    \
+            wide[r] = _mm512_fmadd_ps(scale, _mm512_cvtepi32_ps(dot), wide[r]);                \
+        }                                                                                      \
+    }
+#define WIDE_START(T)                                                                          \
+    __m512 wide[T];                                                                            \
+    for (int r = 0; r < T; r++) wide[r] = _mm512_setzero_ps();
+#define WIDE_SUM(r) _mm512_reduce_add_ps(wide[r])
+#else
+#define PAIRS_Q4(T)
+#define PAIRS_Q8(T)
+#define WIDE_START(T)
+#define WIDE_SUM(r) 0.0f
+#endif
+
 /* Output column n for T rows starting at row r0: the column's blocks unpacked once, then per
- * row an integer dot product scaled by both blocks' scales. */
+ * row an integer dot product scaled by both blocks' scales (block pairs first where WIDE). */
 #define ROWS(T)                                                                                \
     static void q4_rows##T(const blocks_t *w, const qx_t *x, int64_t r0, int64_t n, float *y,  \
                            int64_t ldy, int add) {                                             \
-        int64_t G = w->k / 32;                                                                 \
+        int64_t G = w->k / 32, g = 0;                                                          \
         const uint8_t *qs = w->qs + n * G * 16;                                                \
         const float *d = w->d + n * G, *m = w->m + n * G;                                      \
         const int8_t *xq = x->q + r0 * w->k;                                                   \
@@ -109,8 +160,10 @@ static inline void store(float *y, float v, int add) { *y = add ? *y + v : v; }
         __m256 acc[T];                                                                         \
         float bias[T];                                                                         \
         for (int r = 0; r < T; r++) acc[r] = _mm256_setzero_ps(), bias[r] = 0.0f;              \
+        WIDE_START(T)                                                                          \
+        PAIRS_Q4(T)                                                                            \
         const __m128i low = _mm_set1_epi8(0x0F);                                               \
-        for (int64_t g = 0; g < G; g++) {                                                      \
+        for (; g < G; g++) {                                                                   \
             __m128i b = _mm_loadu_si128((const __m128i *)(qs + g * 16));                       \
             __m256i q = _mm256_set_m128i(_mm_and_si128(_mm_srli_epi16(b, 4), low),             \
                                          _mm_and_si128(b, low));                               \
@@ -121,18 +174,21 @@ static inline void store(float *y, float v, int add) { *y = add ? *y + v : v; }
                 bias[r] += m[g] * sx[r * G + g];                                               \
             }                                                                                  \
         }                                                                                      \
-        for (int r = 0; r < T; r++) store(y + (r0 + r) * ldy + n, hsum(acc[r]) + bias[r], add); \
+        for (int r = 0; r < T; r++)                                                            \
+            store(y + (r0 + r) * ldy + n, hsum(acc[r]) + WIDE_SUM(r) + bias[r], add);          \
     }                                                                                          \
     static void q8_rows##T(const blocks_t *w, const qx_t *x, int64_t r0, int64_t n, float *y,  \
                            int64_t ldy, int add) {                                             \
-        int64_t G = w->k / 32;                                                                 \
+        int64_t G = w->k / 32, g = 0;                                                          \
         const int8_t *qs = (const int8_t *)w->qs + n * G * 32;                                 \
         const float *d = w->d + n * G;                                                         \
         const int8_t *xq = x->q + r0 * w->k;                                                   \
         const float *dx = x->d + r0 * G;                                                       \
         __m256 acc[T];                                                                         \
         for (int r = 0; r < T; r++) acc[r] = _mm256_setzero_ps();                              \
-        for (int64_t g = 0; g < G; g++) {                                                      \
+        WIDE_START(T)                                                                          \
+        PAIRS_Q8(T)                                                                            \
+        for (; g < G; g++) {                                                                   \
             __m256i q = _mm256_loadu_si256((const __m256i *)(qs + g * 32));                    \
             __m256i size = _mm256_sign_epi8(q, q); /* |q| as u8; x takes q's sign */           \
             for (int r = 0; r < T; r++) {                                                      \
@@ -142,7 +198,8 @@ static inline void store(float *y, float v, int add) { *y = add ? *y + v : v; }
                                          acc[r]);                                              \
             }                                                                                  \
         }                                                                                      \
-        for (int r = 0; r < T; r++) store(y + (r0 + r) * ldy + n, hsum(acc[r]), add);          \
+        for (int r = 0; r < T; r++)                                                            \
+            store(y + (r0 + r) * ldy + n, hsum(acc[r]) + WIDE_SUM(r), add);                    \
     }
 
 ROWS(1)
@@ -207,6 +264,27 @@ void gguf_rope(float *qkv, int64_t R, int64_t width, int64_t heads, int64_t dim,
                 float a = v[i], b = v[i + half];
                 v[i] = a * c[i] - b * s[i];
                 v[i + half] = b * c[i + half] + a * s[i + half];
+            }
+        }
+    }
+}
+
+/* The weight as fp32 rows, out [n, k]: for many rows at once (a prefill) a float GEMM on the
+ * dequantized weight beats integer dot products that pay per-block scales for every row. */
+void gguf_dequantize(const blocks_t *w, float *out, int threads) {
+    int64_t G = w->k / 32;
+#pragma omp parallel for num_threads(threads) schedule(static) if (threads > 1)
+    for (int64_t n = 0; n < w->n; n++) {
+        for (int64_t g = 0; g < G; g++) {
+            float d = w->d[n * G + g], *o = out + n * w->k + g * 32;
+            if (w->m) {
+                const uint8_t *b = w->qs + (n * G + g) * 16;
+                float m = w->m[n * G + g];
+                for (int j = 0; j < 16; j++) o[j] = d * (float)(b[j] & 0x0F) + m;
+                for (int j = 0; j < 16; j++) o[j + 16] = d * (float)(b[j] >> 4) + m;
+            } else {
+                const int8_t *q = (const int8_t *)w->qs + (n * G + g) * 32;
+                for (int j = 0; j < 32; j++) o[j] = d * (float)q[j];
             }
         }
     }

@@ -7,7 +7,9 @@ product, the residual adds, one fresh activation buffer per linear), each costin
 of dispatch for a few hundred floats of work. Here a layer is: RMSNorm + q/k/v projection (one
 call), rotary embedding in place (one call), the paged cache and sdpa attention exactly as in
 compact.py, o_proj added into the residual (one call), and the whole MLP with its norm and
-residual (one call). The residual stream is updated in place.
+residual (one call). The residual stream is updated in place. A prefill of DENSE_ROWS rows
+or more runs the layer op by op instead, on float GEMMs of the dequantized blocks
+(gguf_weights.py): there the matmuls dominate and the per-op cost does not matter.
 
 Same weights and the same int8 activation rounding as BlockLinear; only the float order of the
 norms and the SiLU differs, so results match the unfused gguf layer to float rounding (tested),
@@ -23,7 +25,7 @@ from torch import nn
 
 from deepseek_runtime.model import gguf_kernel
 from deepseek_runtime.model.compact import CompactCausalLM, CompactLayer
-from deepseek_runtime.model.gguf_weights import BlockLinear
+from deepseek_runtime.model.gguf_weights import DENSE_ROWS, BlockLinear
 
 
 class BlockLayer(nn.Module):
@@ -59,6 +61,8 @@ class BlockLayer(nn.Module):
 
         layer = self.layer
         batch, length, _ = x.shape
+        if batch * length >= DENSE_ROWS:  # a prefill: float GEMMs on dequantized weights
+            return layer(x, rope, mask, cache)
         x = x.float().contiguous()  # updated in place below: the residual stream
         qkv = gguf_kernel.norm_linear(self.qkv, x, layer.input_norm, layer.eps)
         gguf_kernel.rope(qkv, *rope, heads=self.rotated_heads)

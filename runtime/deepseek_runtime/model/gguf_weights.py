@@ -26,6 +26,11 @@ from deepseek_runtime.model import gguf_kernel
 from deepseek_runtime.model.compact import CompactCausalLM
 
 BLOCK = 32  # weights per block in Q4_0, Q4_1 and Q8_0
+# From this many rows (a prefill), dequantize the weight and run torch's float GEMM: the integer
+# kernel pays a block scale per row and block, and at 256 rows ran at ~1/3 of MKL's fp32 rate
+# plus the dequantization (bench/cpu_profile.py); decode batches (at most max_num_seqs rows,
+# 16 in the benchmarks) stay on the blocks, which is where reading 4-bit weights pays.
+DENSE_ROWS = 48
 KINDS = ("Q4_0", "Q4_1", "Q8_0")
 
 
@@ -95,7 +100,10 @@ class BlockLinear(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         flat = x.reshape(-1, self.in_features).float().contiguous()
-        out = gguf_kernel.linear(self.blocks, flat)
+        if flat.shape[0] >= DENSE_ROWS:
+            out = torch.nn.functional.linear(flat, gguf_kernel.dequantized(self.blocks))
+        else:
+            out = gguf_kernel.linear(self.blocks, flat)
         return out.view(*x.shape[:-1], self.out_features).to(x.dtype)
 
 
