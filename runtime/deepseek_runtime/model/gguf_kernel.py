@@ -148,17 +148,35 @@ class _Scratch(threading.local):
 
 
 _scratch = _Scratch()
-_threads = 0  # 0: torch's thread count
+_threads = 0  # 0: the default of threads()
 
 
 def set_threads(count: int) -> None:
-    """Threads the kernels split their output columns over (0: torch.get_num_threads())."""
+    """Threads the kernels split their output columns over (0: the default, threads())."""
     global _threads
     _threads = max(0, count)
 
 
 def threads() -> int:
-    return _threads or torch.get_num_threads()
+    """Threads for the kernels: DEEPSEEK_GGUF_THREADS if set; else, when OpenMP threads wait
+    passively, torch's threads plus the core the engine leaves to the event loops; else
+    torch's threads.
+
+    The kernels run on torch's OpenMP runtime (torch's libgomp carries the soname the compiled
+    library asks for), which reads its wait policy once, at import. Its default spins: workers
+    that spin between kernels took the event loops' core, and on a busy machine a 2-thread
+    step measured 4-40x slower than 1 thread; with OMP_WAIT_POLICY=PASSIVE they sleep and it
+    measured no slower there. `serve --quantization gguf` sets PASSIVE before torch loads.
+    """
+    if _threads:
+        return _threads
+    forced = os.environ.get("DEEPSEEK_GGUF_THREADS", "")
+    if forced.isdigit() and int(forced) > 0:
+        return int(forced)
+    torch_threads = torch.get_num_threads()
+    if os.environ.get("OMP_WAIT_POLICY", "").upper() != "PASSIVE":
+        return torch_threads
+    return min(torch_threads + 1, len(os.sched_getaffinity(0)))
 
 
 def _quantized(rows: int, width: int) -> _Quantized:
