@@ -63,6 +63,7 @@ def profile_section(threads: int | None) -> str:
     import torch
 
     from deepseek_runtime.engine.config import EngineConfig
+    from deepseek_runtime.model import gguf_kernel
     from deepseek_runtime.model.compact import compact_model
     from deepseek_runtime.model.compact_weights import quantize_int8
     from deepseek_runtime.model.gguf_layer import fuse_layers
@@ -93,10 +94,12 @@ def profile_section(threads: int | None) -> str:
             for rows in (1, 16):
                 for name, model in models.items():
                     torch.set_num_threads(server_threads + (name == more))
+                    gguf_kernel.set_threads(server_threads + (name == more))
                     if model is gguf:
                         gguf.layers = torch.nn.ModuleList(layers.get(name, fused))
                     times.setdefault((name, rows), []).append(_decode_timer(model, config, rows)())
         torch.set_num_threads(server_threads)
+        gguf_kernel.set_threads(0)
     lines = [
         "## Profile: where a decode step goes",
         "",

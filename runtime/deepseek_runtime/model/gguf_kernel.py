@@ -148,11 +148,11 @@ class _Scratch(threading.local):
 
 
 _scratch = _Scratch()
-_threads = 0  # 0: the default of threads()
+_threads = 0  # 0: the default of threads(), resolved once (a step calls the kernels ~100 times)
 
 
 def set_threads(count: int) -> None:
-    """Threads the kernels split their output columns over (0: the default, threads())."""
+    """Threads the kernels split their output columns over (0: resolve the default again)."""
     global _threads
     _threads = max(0, count)
 
@@ -168,8 +168,13 @@ def threads() -> int:
     step measured 4-40x slower than 1 thread; with OMP_WAIT_POLICY=PASSIVE they sleep and it
     measured no slower there. `serve --quantization gguf` sets PASSIVE before torch loads.
     """
-    if _threads:
-        return _threads
+    global _threads
+    if not _threads:
+        _threads = _default_threads()
+    return _threads
+
+
+def _default_threads() -> int:
     forced = os.environ.get("DEEPSEEK_GGUF_THREADS", "")
     if forced.isdigit() and int(forced) > 0:
         return int(forced)

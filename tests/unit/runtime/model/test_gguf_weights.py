@@ -76,12 +76,11 @@ def test_kernel_matches_the_fp32_matmul_of_the_same_weights(
     assert got.shape == want.shape
     # Per-block int8 rounding of x: about 1/254 of each block's peak per element.
     assert (got - want).abs().max() <= 0.02 * want.abs().max()
-    before = torch.get_num_threads()
-    torch.set_num_threads(2)  # the OpenMP split over output columns gives the same sums
+    gguf_kernel.set_threads(2)  # the OpenMP split over output columns gives the same sums
     try:
         assert torch.equal(BlockLinear(blocks)(x), got)
     finally:
-        torch.set_num_threads(before)
+        gguf_kernel.set_threads(0)
 
 
 def test_an_unknown_kernel_build_is_refused_by_name(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -127,11 +126,16 @@ def test_a_prefill_runs_a_float_gemm_on_the_blocks_exact_weights(kind: str) -> N
 def test_kernel_threads_borrow_the_event_loops_core_only_with_passive_waits(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    def resolved() -> int:
+        gguf_kernel.set_threads(0)  # resolve the default again, from this environment
+        return gguf_kernel.threads()
+
     monkeypatch.delenv("DEEPSEEK_GGUF_THREADS", raising=False)
     monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)
-    assert gguf_kernel.threads() == torch.get_num_threads()  # spinning workers: no more
+    assert resolved() == torch.get_num_threads()  # spinning workers: no more
     monkeypatch.setenv("OMP_WAIT_POLICY", "passive")
-    cores = len(os.sched_getaffinity(0))
-    assert gguf_kernel.threads() == min(torch.get_num_threads() + 1, cores)
+    assert resolved() == min(torch.get_num_threads() + 1, len(os.sched_getaffinity(0)))
     monkeypatch.setenv("DEEPSEEK_GGUF_THREADS", "3")
-    assert gguf_kernel.threads() == 3
+    assert resolved() == 3
+    monkeypatch.undo()
+    gguf_kernel.set_threads(0)
