@@ -145,8 +145,7 @@ def peer(binary: Path, threads: int | None, workdir: Path) -> Iterator[tuple[str
     if threads is not None:
         argv += ["-t", str(threads)]
     log = (workdir / "llama-server.log").open("wb")
-    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}  # its own defaults
-    proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=env)
+    proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT)
     try:
         deadline = time.monotonic() + 300
         while time.monotonic() < deadline:
@@ -225,10 +224,6 @@ def main() -> None:
     parser.add_argument("--no-profile", action="store_true", help="skip the in-process profile")
     parser.add_argument("--output", type=Path, default=DEFAULT_OUTPUT)
     args = parser.parse_args()
-    # As `serve --quantization gguf` does, before torch loads (the profile, in this process):
-    # the gguf kernels' OpenMP threads then sleep between kernels (model/gguf_kernel.py).
-    # llama-server gets the environment without it (peer()).
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     started = time.monotonic()
     plan = [(1, 2), (SLOTS, SLOTS)] if args.quick else [(1, 4), (SLOTS, 2 * SLOTS)]
     profile = ""

@@ -148,40 +148,28 @@ class _Scratch(threading.local):
 
 
 _scratch = _Scratch()
-_threads = 0  # 0: the default of threads(), resolved once (a step calls the kernels ~100 times)
+_threads = 0  # 0: torch's thread count
 
 
 def set_threads(count: int) -> None:
-    """Threads the kernels split their output columns over (0: resolve the default again)."""
+    """Threads the kernels split their output columns over (0: torch.get_num_threads())."""
     global _threads
     _threads = max(0, count)
 
 
 def threads() -> int:
-    """Threads for the kernels: DEEPSEEK_GGUF_THREADS if set; else, when OpenMP threads wait
-    passively, torch's threads plus the core the engine leaves to the event loops; else
-    torch's threads.
+    """torch's threads unless set_threads() says otherwise: `--torch-threads` sets both.
 
     The kernels run on torch's OpenMP runtime (torch's libgomp carries the soname the compiled
-    library asks for), which reads its wait policy once, at import. Its default spins: workers
-    that spin between kernels took the event loops' core, and on a busy machine a 2-thread
-    step measured 4-40x slower than 1 thread; with OMP_WAIT_POLICY=PASSIVE they sleep and it
-    measured no slower there. `serve --quantization gguf` sets PASSIVE before torch loads.
+    library asks for), whose workers spin a while between parallel regions. Measured on this
+    2-core VM, decode steps of the embedded default: 2 threads vs 1 took 0.69x the time at 1
+    row and 0.62x at 16 rows when the machine was otherwise idle, but 4-40x the time while
+    other work kept the cores busy, and with passive waits (OMP_WAIT_POLICY=PASSIVE) 1.2x
+    even idle (waking a sleeping vCPU for each of ~90 kernels a step costs more than it
+    saves). So the default stays the engine's (every core but one), and a box whose cores the
+    server has to itself can give it all of them with `--torch-threads`.
     """
-    global _threads
-    if not _threads:
-        _threads = _default_threads()
-    return _threads
-
-
-def _default_threads() -> int:
-    forced = os.environ.get("DEEPSEEK_GGUF_THREADS", "")
-    if forced.isdigit() and int(forced) > 0:
-        return int(forced)
-    torch_threads = torch.get_num_threads()
-    if os.environ.get("OMP_WAIT_POLICY", "").upper() != "PASSIVE":
-        return torch_threads
-    return min(torch_threads + 1, len(os.sched_getaffinity(0)))
+    return _threads or torch.get_num_threads()
 
 
 def _quantized(rows: int, width: int) -> _Quantized:

@@ -123,20 +123,16 @@ def cmd_hash_key() -> int:
 def cmd_serve(args: argparse.Namespace) -> int:
     """serve, or in a LeaderWorkerSet worker pod (LWS_WORKER_INDEX > 0) follow the leader:
     every pod of a group runs the same `serve --config FILE`."""
+    from deepseek_runtime.server.run import run
+    from deepseek_runtime.server.startup import StartupError
+    from deepseek_runtime.server.worker import place, run_pod, run_rank
+
     cli = {k: v for k, v in vars(args).items() if k not in ("command", "config", "rank")}
     try:
         settings = load_settings(cli, os.environ, getattr(args, "config", None))
     except SettingsError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    if settings.quantization == "gguf":
-        # Before torch loads: its OpenMP runtime reads the wait policy once. Passive waits let
-        # the gguf kernels borrow the event loops' core (model/gguf_kernel.py, threads()).
-        os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-    from deepseek_runtime.server.run import run
-    from deepseek_runtime.server.startup import StartupError
-    from deepseek_runtime.server.worker import place, run_pod, run_rank
-
     _logging(settings.log_level)
     try:
         where = place(settings)

@@ -3,7 +3,6 @@ dequantization), q/k's row order, fused linears, and the AVX2 kernels against fp
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from types import SimpleNamespace
 
@@ -121,21 +120,3 @@ def test_a_prefill_runs_a_float_gemm_on_the_blocks_exact_weights(kind: str) -> N
     got = BlockLinear(blocks)(x[: DENSE_ROWS - 1])
     assert not torch.allclose(got, want[: DENSE_ROWS - 1], rtol=1e-5, atol=1e-5)
     assert (got - want[: DENSE_ROWS - 1]).abs().max() <= 0.02 * want.abs().max()
-
-
-def test_kernel_threads_borrow_the_event_loops_core_only_with_passive_waits(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    def resolved() -> int:
-        gguf_kernel.set_threads(0)  # resolve the default again, from this environment
-        return gguf_kernel.threads()
-
-    monkeypatch.delenv("DEEPSEEK_GGUF_THREADS", raising=False)
-    monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)
-    assert resolved() == torch.get_num_threads()  # spinning workers: no more
-    monkeypatch.setenv("OMP_WAIT_POLICY", "passive")
-    assert resolved() == min(torch.get_num_threads() + 1, len(os.sched_getaffinity(0)))
-    monkeypatch.setenv("DEEPSEEK_GGUF_THREADS", "3")
-    assert resolved() == 3
-    monkeypatch.undo()
-    gguf_kernel.set_threads(0)
