@@ -49,8 +49,10 @@ def main() -> None:
     args = parser.parse_args()
     import torch
 
+    from deepseek_runtime.model import gguf_weights
     from deepseek_runtime.model.compact import compact_model
     from deepseek_runtime.model.compact_weights import quantize_int8
+    from deepseek_runtime.model.gguf_layer import fuse_layers
     from deepseek_runtime.model.gguf_weights import use_gguf_blocks
     from deepseek_runtime.model.loader import load_model
     from deepseek_runtime.model.source import default_model_path
@@ -59,8 +61,12 @@ def main() -> None:
     fp32, tokenizer = loaded.model, loaded.tokenizer
     modes = {
         "int8": quantize_int8(compact_model(fp32), tokenizer),  # type: ignore[arg-type]
-        "gguf": use_gguf_blocks(compact_model(fp32), default_model_path()),  # type: ignore[arg-type]
+        "gguf": fuse_layers(use_gguf_blocks(compact_model(fp32), default_model_path())),  # type: ignore[arg-type]
     }
+    # Teacher forcing runs a whole conversation as one forward, which gguf would run as a
+    # prefill (float GEMMs from DENSE_ROWS rows). Every position through the integer kernels
+    # instead, as each decode step computes it: the conservative figure.
+    gguf_weights.DENSE_ROWS = 1 << 30
     rows = ["| prompt | " + " | ".join(f"{m} top-1 agreement" for m in modes) + " |",
             "| --- |" + " ---: |" * len(modes)]  # fmt: skip
     agree = dict.fromkeys(modes, 0)

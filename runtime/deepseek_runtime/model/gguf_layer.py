@@ -23,9 +23,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from deepseek_runtime.model import gguf_kernel
+from deepseek_runtime.model import gguf_kernel, gguf_weights
 from deepseek_runtime.model.compact import CompactCausalLM, CompactLayer
-from deepseek_runtime.model.gguf_weights import DENSE_ROWS, BlockLinear
+from deepseek_runtime.model.gguf_weights import BlockLinear
 
 
 class BlockLayer(nn.Module):
@@ -61,7 +61,7 @@ class BlockLayer(nn.Module):
 
         layer = self.layer
         batch, length, _ = x.shape
-        if batch * length >= DENSE_ROWS:  # a prefill: float GEMMs on dequantized weights
+        if batch * length >= gguf_weights.DENSE_ROWS:  # a prefill: GEMMs on dequantized weights
             return layer(x, rope, mask, cache)
         x = x.float().contiguous()  # updated in place below: the residual stream
         qkv = gguf_kernel.norm_linear(self.qkv, x, layer.input_norm, layer.eps)
