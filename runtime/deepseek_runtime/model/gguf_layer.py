@@ -1,4 +1,4 @@
-"""A compact Llama layer whose linears all run from GGUF blocks, as five kernel calls.
+"""A compact Llama layer whose linears all run from GGUF blocks, as four kernel calls.
 
 Profiled at one row (a single client's decode step, the embedded default on this 2-core CPU),
 the block matmuls took about half of a step: the other half was ~40 small torch ops per layer

@@ -27,9 +27,10 @@ from deepseek_runtime.model.compact import CompactCausalLM
 
 BLOCK = 32  # weights per block in Q4_0, Q4_1 and Q8_0
 # From this many rows (a prefill), dequantize the weight and run torch's float GEMM: the integer
-# kernel pays a block scale per row and block, and at 256 rows ran at ~1/3 of MKL's fp32 rate
-# plus the dequantization (bench/cpu_profile.py); decode batches (at most max_num_seqs rows,
-# 16 in the benchmarks) stay on the blocks, which is where reading 4-bit weights pays.
+# kernel pays a block scale per row and block. On SmolLM2's four layer shapes, one thread, the
+# two took the same time at 32-40 rows and dequantize + GEMM was 2.8x faster at 256; decode
+# batches (at most max_num_seqs rows, 16 in the benchmarks) stay on the blocks, where reading
+# 4-bit weights pays.
 DENSE_ROWS = 48
 KINDS = ("Q4_0", "Q4_1", "Q8_0")
 
